@@ -1,1 +1,38 @@
+//! Kura's HTTP application: the REST API (JSON, RFC 9457 errors, OpenAPI),
+//! authentication, security headers, metrics and operations endpoints.
+//! Handlers parse input, ask the policy (through [`AppState`]'s grant
+//! helpers, the one choke point) and call the store.
 
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod middleware;
+pub mod ops;
+pub mod state;
+
+pub use state::{AppState, ServerConfig};
+
+use axum::Router;
+
+/// The routers for the public listener and (when configured) the separate
+/// platform-administration listener.
+pub struct Routers {
+    pub public: Router,
+    pub admin: Option<Router>,
+}
+
+pub fn build(state: AppState, separate_admin: bool) -> Routers {
+    let (api_public, api_admin, doc) = api::routes();
+    let doc = std::sync::Arc::new(doc);
+    let ops = ops::router(doc);
+    let wrap = |r: Router<AppState>| middleware::wrap(r.fallback(api::not_found).with_state(state.clone()), state.clone());
+    if separate_admin {
+        Routers {
+            public: wrap(api_public.merge(ops.clone())),
+            admin: Some(wrap(api_admin.merge(ops))),
+        }
+    } else {
+        Routers { public: wrap(api_public.merge(api_admin).merge(ops)), admin: None }
+    }
+}

@@ -1,1 +1,38 @@
+//! Kura's persistence: the metadata repository (one schema on SQLite and
+//! PostgreSQL, through sqlx's `Any` driver so every query is written once),
+//! the encrypted blob store (object_store), and the audit trail.
+//!
+//! Functions that read or change project data take a grant from
+//! `kura_core::policy`; they cannot be called without a prior decision.
 
+pub mod audit;
+pub mod blobs;
+pub mod db;
+pub mod error;
+pub mod fsck;
+pub mod keyring;
+pub mod members;
+pub mod nodes;
+pub mod orgs;
+pub mod projects;
+pub mod sessions;
+pub mod time;
+pub mod upload;
+pub mod users;
+
+pub use audit::{AuditCtx, AuditEvent, AuditSink, Outcome};
+pub use blobs::BlobStore;
+pub use db::{Backend, Db};
+pub use error::StoreError;
+pub use keyring::Keyring;
+
+use std::sync::Arc;
+
+/// Everything a request handler needs from persistence.
+#[derive(Clone)]
+pub struct Store {
+    pub db: Db,
+    pub blobs: BlobStore,
+    pub keys: Arc<Keyring>,
+    pub audit: AuditSink,
+}

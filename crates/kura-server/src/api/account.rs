@@ -1,0 +1,193 @@
+//! Sign-in, sign-out, bootstrap of the first platform administrator, and the
+//! caller's own account: password, sessions, API tokens.
+
+use super::{json_ok, op, Api, ApiJson, ApiPath};
+use crate::auth::{Authed, Ctx, SESSION_COOKIE};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kura_core::{Credential, SessionId, TokenId};
+use kura_store::{orgs, sessions, users, AuditEvent, Outcome};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn routes(api: Api) -> Api {
+    let api = op!(api, post "/api/bootstrap", "bootstrap", "account", "public", "json", "Create the first platform administrator with the one-time bootstrap token", bootstrap);
+    let api = op!(api, post "/api/auth/login", "login", "account", "public", "json", "Sign in with email and password; sets the session cookie", login);
+    let api = op!(api, post "/api/auth/logout", "logout", "account", "user", "none", "Sign out: revokes the current session", logout);
+    let api = op!(api, get "/api/me", "me", "account", "user", "none", "The signed-in user", me);
+    let api = op!(api, post "/api/me/password", "change_password", "account", "user", "json", "Change your password (ends all other sessions)", change_password);
+    let api = op!(api, get "/api/me/sessions", "list_sessions", "account", "user", "none", "Your active sessions", list_sessions);
+    let api = op!(api, delete "/api/me/sessions/{session_id}", "revoke_session", "account", "user", "none", "Revoke one of your sessions", revoke_session);
+    let api = op!(api, get "/api/me/tokens", "list_tokens", "account", "user", "none", "Your API tokens", list_tokens);
+    let api = op!(api, post "/api/me/tokens", "create_token", "account", "user", "json", "Create an API token (the secret is shown once)", create_token);
+    op!(api, delete "/api/me/tokens/{token_id}", "revoke_token", "account", "user", "none", "Revoke an API token", revoke_token)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootstrapReq {
+    token: String,
+    email: String,
+    display_name: String,
+    password: String,
+}
+
+async fn bootstrap(State(s): State<AppState>, Ctx(ctx): Ctx, ApiJson(req): ApiJson<BootstrapReq>) -> ApiResult<Response> {
+    let db = &s.store.db;
+    let stored = kura_store::users::bootstrap_digest(db).await?;
+    let ok = stored.as_deref().is_some_and(|d| {
+        kura_crypto::secrets::secrets_equal(kura_crypto::token_digest(&req.token).as_bytes(), d.as_bytes())
+    });
+    if !ok || users::count_platform_admins(db).await? > 0 {
+        let ev = AuditEvent::new("platform.bootstrap", Outcome::Denied);
+        s.record(&ctx, ev).await?;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "bootstrap-invalid", "the bootstrap token is invalid or was already used"));
+    }
+    users::check_password_policy(&req.password)?;
+    let pw = req.password.clone();
+    let hash = s.hash_blocking(move || kura_crypto::hash_password(&pw)).await?.map_err(|_| ApiError::internal())?;
+    let user = kura_store::users::bootstrap_admin(db, &s.store.keys, &ctx, &req.email, &req.display_name, &hash).await?;
+    json_ok(StatusCode::CREATED, &user)
+}
+
+#[derive(Deserialize)]
+struct LoginReq {
+    email: String,
+    password: String,
+}
+
+async fn login(State(s): State<AppState>, Ctx(ctx): Ctx, ApiJson(req): ApiJson<LoginReq>) -> ApiResult<Response> {
+    if req.email.len() > 254 || req.password.len() > 1024 {
+        return Err(ApiError::bad_request("email or password too long"));
+    }
+    let found = users::by_email(&s.store.db, &req.email).await?;
+    let (hash, user) = match &found {
+        Some((u, Some(h))) => (h.clone(), Some(u.clone())),
+        _ => (s.dummy_hash.to_string(), None),
+    };
+    let pw = req.password.clone();
+    let verified = s.hash_blocking(move || kura_crypto::verify_password(&pw, &hash)).await?;
+    let active = match &user {
+        Some(u) if verified && !u.disabled => !orgs::get_any(&s.store.db, u.org_id).await?.suspended,
+        _ => false,
+    };
+    let Some(user) = user.filter(|_| active) else {
+        let mut ev = AuditEvent::new("auth.login", Outcome::Failure).name(req.email.trim().to_lowercase());
+        if let Some((u, _)) = &found {
+            ev = ev.org(u.org_id).detail(json!({"user_id": u.id}));
+        }
+        s.record(&ctx, ev).await?;
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid-credentials", "invalid email or password"));
+    };
+    let mut ctx = ctx;
+    ctx.actor_user_id = Some(user.id);
+    ctx.actor_org_id = Some(user.org_id);
+    let sess = sessions::create(&s.store.db, &ctx, user.id, user.org_id, s.config.session).await?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+        sess.token, s.config.session.absolute_secs
+    );
+    let mut resp = json_ok(
+        StatusCode::OK,
+        &json!({"user": user, "session_id": sess.id, "csrf_token": sess.csrf_token, "expires_at": sess.absolute_expires_at}),
+    )?;
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
+    Ok(resp)
+}
+
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("kura_session=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
+}
+
+async fn logout(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
+    match a.actor.credential {
+        Credential::Session(id) => sessions::revoke(&s.store.db, &a.ctx, a.actor.user_id, a.actor.org_id, id).await?,
+        _ => return Err(ApiError::bad_request("logout applies to browser sessions; revoke API tokens instead")),
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(resp)
+}
+
+async fn me(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
+    let user = users::get_any(&s.store.db, a.actor.user_id).await?;
+    let org = orgs::get_any(&s.store.db, a.actor.org_id).await?;
+    json_ok(StatusCode::OK, &json!({"user": user, "org": org}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordReq {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(State(s): State<AppState>, a: Authed, ApiJson(req): ApiJson<PasswordReq>) -> ApiResult<Response> {
+    if req.current_password.len() > 1024 {
+        return Err(ApiError::bad_request("password too long"));
+    }
+    users::check_password_policy(&req.new_password)?;
+    let Some((_, Some(hash))) = users::by_email(&s.store.db, &users::get_any(&s.store.db, a.actor.user_id).await?.email).await? else {
+        return Err(ApiError::forbidden());
+    };
+    let cur = req.current_password.clone();
+    if !s.hash_blocking(move || kura_crypto::verify_password(&cur, &hash)).await? {
+        s.record(&a.ctx, AuditEvent::new("user.password_change", Outcome::Failure).org(a.actor.org_id)).await?;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid-credentials", "the current password is wrong"));
+    }
+    let new = req.new_password.clone();
+    let new_hash = s.hash_blocking(move || kura_crypto::hash_password(&new)).await?.map_err(|_| ApiError::internal())?;
+    users::set_password_hash(&s.store.db, a.actor.org_id, &a.ctx, a.actor.user_id, &new_hash, "user.password_change").await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(resp)
+}
+
+async fn list_sessions(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
+    let list = sessions::list_for_user(&s.store.db, a.actor.user_id).await?;
+    let current = match a.actor.credential {
+        Credential::Session(id) => Some(id),
+        _ => None,
+    };
+    json_ok(StatusCode::OK, &json!({"items": list, "current_session_id": current}))
+}
+
+async fn revoke_session(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<SessionId>) -> ApiResult<Response> {
+    sessions::revoke(&s.store.db, &a.ctx, a.actor.user_id, a.actor.org_id, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_tokens(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
+    json_ok(StatusCode::OK, &json!({"items": sessions::list_tokens(&s.store.db, a.actor.user_id).await?}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenReq {
+    name: String,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default = "default_ttl")]
+    expires_in_days: i64,
+}
+
+fn default_ttl() -> i64 {
+    90
+}
+
+async fn create_token(State(s): State<AppState>, a: Authed, ApiJson(req): ApiJson<TokenReq>) -> ApiResult<Response> {
+    if matches!(a.actor.credential, Credential::Token { .. }) {
+        return Err(ApiError::forbidden());
+    }
+    let (info, secret) = sessions::create_token(&s.store.db, &a.ctx, &a.actor, &req.name, req.read_only, req.expires_in_days).await?;
+    json_ok(StatusCode::CREATED, &json!({"token": info, "secret": secret}))
+}
+
+async fn revoke_token(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<TokenId>) -> ApiResult<Response> {
+    sessions::revoke_token(&s.store.db, &a.ctx, &a.actor, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

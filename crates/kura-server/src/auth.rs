@@ -1,0 +1,136 @@
+//! Authentication extractors. A handler that takes [`Authed`] runs only for
+//! a credential that resolved just now (session or API token, with the user
+//! and organization re-checked as active), and, for cookie sessions, only
+//! with a valid CSRF token on state-changing methods.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use kura_core::Actor;
+use kura_store::sessions::{self, Resolved};
+use kura_store::AuditCtx;
+use std::net::SocketAddr;
+
+pub const SESSION_COOKIE: &str = "kura_session";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The request id assigned by the middleware.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Request context for auditing, available to every handler.
+pub struct Ctx(pub AuditCtx);
+
+fn client_ip(parts: &Parts, state: &AppState) -> String {
+    if state.config.trust_forwarded_for {
+        if let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|s| s.trim())
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+        {
+            return ip.to_string();
+        }
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+fn base_ctx(parts: &Parts, state: &AppState) -> AuditCtx {
+    AuditCtx {
+        actor_user_id: None,
+        actor_org_id: None,
+        credential: None,
+        ip: Some(client_ip(parts, state)),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Ctx(base_ctx(parts, state)))
+    }
+}
+
+/// An authenticated actor and the audit context of this request.
+pub struct Authed {
+    pub actor: Actor,
+    pub ctx: AuditCtx,
+}
+
+pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let mut ctx = base_ctx(parts, state);
+        let resolved: Resolved = if let Some(token) = bearer(parts) {
+            if token.len() > 200 {
+                return Err(ApiError::unauthenticated());
+            }
+            sessions::resolve_token(&state.store.db, token).await?.map_err(|_| ApiError::unauthenticated())?
+        } else if let Some(token) = cookie_value(parts, SESSION_COOKIE) {
+            if token.len() > 200 {
+                return Err(ApiError::unauthenticated());
+            }
+            let r = sessions::resolve_session(&state.store.db, token, state.config.session)
+                .await?
+                .map_err(|_| ApiError::unauthenticated())?;
+            if !is_safe(&parts.method) {
+                let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let want = r.csrf_digest.as_deref().unwrap_or("");
+                let got = kura_crypto::token_digest(sent);
+                if sent.is_empty() || !kura_crypto::secrets::secrets_equal(got.as_bytes(), want.as_bytes()) {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "csrf",
+                        "missing or invalid CSRF token (send the X-CSRF-Token header)",
+                    ));
+                }
+            }
+            r
+        } else {
+            return Err(ApiError::unauthenticated());
+        };
+        ctx.actor_user_id = Some(resolved.actor.user_id);
+        ctx.actor_org_id = Some(resolved.actor.org_id);
+        ctx.credential = Some(AuditCtx::credential_label(&resolved.actor.credential));
+        Ok(Authed { actor: resolved.actor, ctx })
+    }
+}

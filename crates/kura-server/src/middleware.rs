@@ -1,0 +1,58 @@
+//! Cross-cutting layers: request ids, security headers on every response,
+//! metrics and one structured log line per request.
+
+use crate::auth::RequestId;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use std::time::Instant;
+
+pub fn wrap(r: Router, state: AppState) -> Router {
+    r.layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(state, around))
+}
+
+async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("x-request-id", HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-")));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+        );
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.config.tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    }
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels { method: method.to_string(), status })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&crate::metrics::MethodLabel { method: method.to_string() })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(request_id = %id, method = %method, path = %path, status, micros = elapsed.as_micros() as u64, "request");
+    resp
+}

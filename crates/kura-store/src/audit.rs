@@ -1,0 +1,321 @@
+//! The audit trail. Changes append their event inside the same transaction
+//! as the change; reads (list, view, download) go through [`AuditSink`],
+//! which groups concurrent events into one commit and answers each caller
+//! only once its event is durable, so a download's bytes never leave before
+//! its record exists. If the write fails, the caller's request fails.
+//!
+//! There is no update or delete path here, and the schema's triggers refuse
+//! both. The table carries `chain_seq`/`chain_hash` for the per-organization
+//! hash chain.
+
+use crate::db::{Db, RowExt};
+use crate::error::{Result, StoreError};
+use crate::time::now_micros;
+use kura_core::{Credential, NodeId, OrgId, ProjectId, UserId, VersionId};
+use serde::Serialize;
+use sqlx::{Any, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+/// Who did it and from where; built once per request.
+#[derive(Clone, Debug, Default)]
+pub struct AuditCtx {
+    pub actor_user_id: Option<UserId>,
+    pub actor_org_id: Option<OrgId>,
+    pub credential: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl AuditCtx {
+    pub fn credential_label(c: &Credential) -> String {
+        match c {
+            Credential::Session(id) => format!("session:{id}"),
+            Credential::Token { id, .. } => format!("token:{id}"),
+            Credential::Cli => "cli".to_string(),
+        }
+    }
+
+    pub fn cli() -> Self {
+        Self { credential: Some("cli".into()), ip: Some("local".into()), ..Self::default() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Denied => "denied",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// What happened, to which object.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub action: &'static str,
+    pub outcome: Outcome,
+    /// The organization whose data or account the event concerns.
+    pub org_id: Option<OrgId>,
+    pub project_id: Option<ProjectId>,
+    pub node_id: Option<NodeId>,
+    pub version_id: Option<VersionId>,
+    pub object_name: Option<String>,
+    pub bytes: Option<i64>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl AuditEvent {
+    pub fn new(action: &'static str, outcome: Outcome) -> Self {
+        Self {
+            action,
+            outcome,
+            org_id: None,
+            project_id: None,
+            node_id: None,
+            version_id: None,
+            object_name: None,
+            bytes: None,
+            detail: None,
+        }
+    }
+    pub fn org(mut self, org: OrgId) -> Self {
+        self.org_id = Some(org);
+        self
+    }
+    pub fn project(mut self, org: OrgId, project: ProjectId) -> Self {
+        self.org_id = Some(org);
+        self.project_id = Some(project);
+        self
+    }
+    pub fn node(mut self, node: NodeId) -> Self {
+        self.node_id = Some(node);
+        self
+    }
+    pub fn version(mut self, v: VersionId) -> Self {
+        self.version_id = Some(v);
+        self
+    }
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.object_name = Some(name.into());
+        self
+    }
+    pub fn bytes(mut self, n: u64) -> Self {
+        self.bytes = Some(i64::try_from(n).unwrap_or(i64::MAX));
+        self
+    }
+    pub fn detail(mut self, d: serde_json::Value) -> Self {
+        self.detail = Some(d);
+        self
+    }
+}
+
+const INSERT: &str = "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// Append one event inside the caller's transaction (for changes).
+pub async fn append(tx: &mut Transaction<'_, Any>, ctx: &AuditCtx, ev: &AuditEvent) -> Result<()> {
+    sqlx::query(INSERT)
+        .bind(now_micros())
+        .bind(ev.org_id.map(|x| x.to_string()))
+        .bind(ctx.actor_user_id.map(|x| x.to_string()))
+        .bind(ctx.actor_org_id.map(|x| x.to_string()))
+        .bind(ctx.credential.clone())
+        .bind(ctx.ip.clone())
+        .bind(ctx.user_agent.clone())
+        .bind(ctx.request_id.clone())
+        .bind(ev.action)
+        .bind(ev.outcome.as_str())
+        .bind(ev.project_id.map(|x| x.to_string()))
+        .bind(ev.node_id.map(|x| x.to_string()))
+        .bind(ev.version_id.map(|x| x.to_string()))
+        .bind(ev.object_name.clone())
+        .bind(ev.bytes)
+        .bind(ev.detail.as_ref().map(|d| d.to_string()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+type Pending = (AuditCtx, AuditEvent, oneshot::Sender<Result<(), String>>);
+
+/// Group-committing appender for events that are not part of a change.
+#[derive(Clone)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Pending>,
+}
+
+const MAX_BATCH: usize = 512;
+
+impl AuditSink {
+    /// Start the writer task on `db`.
+    pub fn start(db: Db) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Pending>(8192);
+        tokio::spawn(async move {
+            let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let result = write_batch(&db, &batch).await.map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, events = batch.len(), "audit write failed");
+                }
+                for (_, _, done) in batch.drain(..) {
+                    let _ = done.send(result.clone());
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Record `ev` and wait until it is durable. An error means the event was
+    /// not stored; the caller must then fail its request.
+    pub async fn record(&self, ctx: &AuditCtx, ev: AuditEvent) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send((ctx.clone(), ev, done))
+            .await
+            .map_err(|_| StoreError::Internal("audit writer stopped".into()))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Internal(format!("audit write failed: {e}"))),
+            Err(_) => Err(StoreError::Internal("audit writer stopped".into())),
+        }
+    }
+}
+
+async fn write_batch(db: &Db, batch: &[Pending]) -> Result<()> {
+    let mut tx = db.write.begin().await?;
+    for (ctx, ev, _) in batch {
+        append(&mut tx, ctx, ev).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One stored event, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub ts_micros: i64,
+    pub org_id: Option<String>,
+    pub actor_user_id: Option<String>,
+    pub actor_org_id: Option<String>,
+    pub credential: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub project_id: Option<String>,
+    pub node_id: Option<String>,
+    pub version_id: Option<String>,
+    pub object_name: Option<String>,
+    pub bytes: Option<i64>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Filters for reading the trail. `org` is set by the caller from a grant:
+/// an organization admin's query is always confined to their organization.
+#[derive(Debug, Default, Clone)]
+pub struct AuditQuery {
+    pub org: Option<OrgId>,
+    pub actor: Option<UserId>,
+    pub project: Option<ProjectId>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub from_micros: Option<i64>,
+    pub to_micros: Option<i64>,
+    /// Return events with id < before (newest first paging).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// Proof of who may read which part of the trail.
+pub enum AuditScope<'a> {
+    Org(&'a kura_core::OrgGrant),
+    Platform(&'a kura_core::PlatformGrant),
+}
+
+pub async fn query(db: &Db, scope: AuditScope<'_>, mut q: AuditQuery) -> Result<Vec<StoredEvent>> {
+    if let AuditScope::Org(g) = scope {
+        if g.action() != kura_core::OrgAction::ReadAudit {
+            return Err(StoreError::Denied(kura_core::Denied::Forbidden));
+        }
+        q.org = Some(g.org_id());
+    }
+    // Built only from fixed fragments; every value is a bind parameter.
+    let mut sql = String::from("SELECT * FROM audit_events WHERE 1=1");
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut add = |frag: &str, b: Bind, sql: &mut String| {
+        binds.push(b);
+        sql.push_str(&frag.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(o) = q.org {
+        add(" AND org_id = ?", Bind::S(o.to_string()), &mut sql);
+    }
+    if let Some(a) = q.actor {
+        add(" AND actor_user_id = ?", Bind::S(a.to_string()), &mut sql);
+    }
+    if let Some(p) = q.project {
+        add(" AND project_id = ?", Bind::S(p.to_string()), &mut sql);
+    }
+    if let Some(a) = &q.action {
+        add(" AND action = ?", Bind::S(a.clone()), &mut sql);
+    }
+    if let Some(o) = &q.outcome {
+        add(" AND outcome = ?", Bind::S(o.clone()), &mut sql);
+    }
+    if let Some(f) = q.from_micros {
+        add(" AND ts >= ?", Bind::I(f), &mut sql);
+    }
+    if let Some(t) = q.to_micros {
+        add(" AND ts < ?", Bind::I(t), &mut sql);
+    }
+    if let Some(b) = q.before_id {
+        add(" AND id < ?", Bind::I(b), &mut sql);
+    }
+    add(" ORDER BY id DESC LIMIT ?", Bind::I(q.limit.clamp(1, 1000)), &mut sql);
+    let mut query = sqlx::query(&sql);
+    for b in binds {
+        query = match b {
+            Bind::S(s) => query.bind(s),
+            Bind::I(i) => query.bind(i),
+        };
+    }
+    let rows = query.fetch_all(&db.read).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                id: r.int("id")?,
+                ts_micros: r.int("ts")?,
+                org_id: r.opt_str("org_id")?,
+                actor_user_id: r.opt_str("actor_user_id")?,
+                actor_org_id: r.opt_str("actor_org_id")?,
+                credential: r.opt_str("credential")?,
+                ip: r.opt_str("ip")?,
+                user_agent: r.opt_str("user_agent")?,
+                request_id: r.opt_str("request_id")?,
+                action: r.str("action")?,
+                outcome: r.str("outcome")?,
+                project_id: r.opt_str("project_id")?,
+                node_id: r.opt_str("node_id")?,
+                version_id: r.opt_str("version_id")?,
+                object_name: r.opt_str("object_name")?,
+                bytes: r.opt_int("bytes")?,
+                detail: r.opt_str("detail")?.and_then(|d| serde_json::from_str(&d).ok()),
+            })
+        })
+        .collect()
+}
+
+enum Bind {
+    S(String),
+    I(i64),
+}

@@ -1,0 +1,137 @@
+//! The encrypted blob store over `object_store`: the local filesystem by
+//! default, any S3-compatible store later through the same trait. Object
+//! names are derived only from random blob ids, never from user input.
+
+use crate::error::Result;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use kura_core::BlobId;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<dyn ObjectStore>,
+    /// Set for the local backend: lets us fsync finished blobs and sweep
+    /// staging files that an interrupted process left behind.
+    local_root: Option<PathBuf>,
+}
+
+pub struct BlobInfo {
+    pub id: BlobId,
+    pub age_secs: i64,
+}
+
+impl BlobStore {
+    pub fn local(root: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&root).map_err(|e| crate::StoreError::Internal(format!("{}: {e}", root.display())))?;
+        let fs = LocalFileSystem::new_with_prefix(&root)?;
+        Ok(Self { inner: Arc::new(fs), local_root: Some(root) })
+    }
+
+    fn path(id: BlobId) -> ObjPath {
+        let s = id.to_string();
+        ObjPath::from(format!("{}/{}", &s[..2], s))
+    }
+
+    /// Start writing a new blob; finish with [`BlobStore::finish`].
+    pub async fn writer(&self, id: BlobId) -> Result<WriteMultipart> {
+        let upload = self.inner.put_multipart(&Self::path(id)).await?;
+        Ok(WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024))
+    }
+
+    /// Complete a blob and make it durable.
+    pub async fn finish(&self, id: BlobId, w: WriteMultipart) -> Result<()> {
+        w.finish().await?;
+        if let Some(root) = &self.local_root {
+            let s = id.to_string();
+            let dir = root.join(&s[..2]);
+            let file = dir.join(&s);
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                std::fs::File::open(&file)?.sync_all()?;
+                std::fs::File::open(&dir)?.sync_all()
+            })
+            .await
+            .map_err(|e| crate::StoreError::Internal(e.to_string()))?
+            .map_err(|e| crate::StoreError::Internal(format!("fsync blob: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Stream the ciphertext bytes in `range`.
+    pub async fn read_range(&self, id: BlobId, range: Range<u64>) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let opts = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
+        let res = self.inner.get_opts(&Self::path(id), opts).await?;
+        Ok(res.into_stream().map(|r| r.map_err(Into::into)).boxed())
+    }
+
+    pub async fn delete(&self, id: BlobId) -> Result<()> {
+        match self.inner.delete(&Self::path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn exists(&self, id: BlobId) -> Result<Option<u64>> {
+        match self.inner.head(&Self::path(id)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every blob in the store (unknown names are skipped).
+    pub async fn list(&self) -> Result<Vec<BlobInfo>> {
+        let now = std::time::SystemTime::now();
+        let mut out = Vec::new();
+        let mut s = self.inner.list(None);
+        while let Some(m) = s.next().await {
+            let m = m?;
+            let Some(id) = m.location.filename().and_then(|f| f.parse::<BlobId>().ok()) else {
+                continue;
+            };
+            let modified: std::time::SystemTime = m.last_modified.into();
+            let age = now.duration_since(modified).map(|d| d.as_secs() as i64).unwrap_or(0);
+            out.push(BlobInfo { id, age_secs: age });
+        }
+        Ok(out)
+    }
+
+    /// Remove staging files of multipart writes that never completed
+    /// (a crashed or killed process). Only files older than `min_age_secs`.
+    pub fn sweep_staging(&self, min_age_secs: u64) -> usize {
+        let Some(root) = &self.local_root else { return 0 };
+        let mut removed = 0;
+        let Ok(dirs) = std::fs::read_dir(root) else { return 0 };
+        for dir in dirs.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let is_staging = name.to_string_lossy().contains('#');
+                let old = f
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|e| e.as_secs() >= min_age_secs);
+                if is_staging && old && std::fs::remove_file(f.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let mut s = self.inner.list(None);
+        if let Some(Err(e)) = s.next().await {
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}

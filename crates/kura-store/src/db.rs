@@ -1,0 +1,180 @@
+//! Connection pools and migrations for both backends.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of one
+//! connection (no busy-retry storms) while reads use a wider pool; WAL mode
+//! lets readers proceed during a write. PostgreSQL uses one pool for both.
+
+use crate::error::Result;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pub write: AnyPool,
+    pub read: AnyPool,
+    pub backend: Backend,
+}
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Migrations are paired: every version has a SQLite and a PostgreSQL file.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+impl Db {
+    /// Connect to `url` (`sqlite://PATH` or `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+            let write = sqlite_pool(&url, 1).await?;
+            // WAL is a property of the database file; set it once, on the writer.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&write).await?;
+            let read = sqlite_pool(&url, 8).await?;
+            Ok(Self { write, read, backend: Backend::Sqlite })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Ok(Self { write: pool.clone(), read: pool, backend: Backend::Postgres })
+        } else {
+            Err(crate::StoreError::Invalid(
+                "database URL must start with sqlite:// or postgres://".into(),
+            ))
+        }
+    }
+
+    /// Apply every migration not yet applied, each in its own transaction.
+    pub async fn migrate(&self) -> Result<Vec<i64>> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS kura_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.write)
+        .await?;
+        let done: Vec<i64> = sqlx::query("SELECT version FROM kura_migrations ORDER BY version")
+            .fetch_all(&self.write)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        let mut applied = Vec::new();
+        for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+            let sql = match self.backend {
+                Backend::Sqlite => m.sqlite,
+                Backend::Postgres => m.postgres,
+            };
+            let mut tx = self.write.begin().await?;
+            tx.execute(sql).await?;
+            sqlx::query("INSERT INTO kura_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(crate::time::now_micros())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            applied.push(m.version);
+        }
+        Ok(applied)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+}
+
+async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // FULL: a commit is on disk before we answer (durability promise).
+                conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
+/// Small helpers for reading columns from `AnyRow`s.
+pub trait RowExt {
+    fn str(&self, col: &str) -> Result<String>;
+    fn opt_str(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn flag(&self, col: &str) -> Result<bool>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>>;
+    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T>;
+    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>>;
+}
+
+fn bad_id(col: &str) -> crate::StoreError {
+    crate::StoreError::Internal(format!("column {col} holds a malformed id"))
+}
+
+impl RowExt for AnyRow {
+    fn str(&self, col: &str) -> Result<String> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_str(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.try_get(col)?)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(col)?)
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.try_get::<i64, _>(col)? != 0)
+    }
+    fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+        Ok(self.try_get(col)?)
+    }
+    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
+        self.str(col)?.parse().map_err(|_| bad_id(col))
+    }
+    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
+        match self.opt_str(col)? {
+            Some(s) => s.parse().map(Some).map_err(|_| bad_id(col)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_paired_and_ordered() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+            assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
+            let tables = |s: &str| s.matches("CREATE TABLE").count();
+            assert_eq!(tables(m.sqlite), tables(m.postgres), "migration {} differs", m.name);
+        }
+    }
+}
