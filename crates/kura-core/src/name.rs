@@ -57,7 +57,11 @@ impl FileName {
             Some(i) if i > 0 => (&self.0[..i], &self.0[i..]),
             _ => (self.0.as_str(), ""),
         };
-        let suffix = if n <= 1 { " (copy)".to_string() } else { format!(" (copy {n})") };
+        let suffix = if n <= 1 {
+            " (copy)".to_string()
+        } else {
+            format!(" (copy {n})")
+        };
         let mut stem = stem.to_string();
         while stem.len() + suffix.len() + ext.len() > MAX_NAME_BYTES {
             stem.pop();
@@ -93,10 +97,16 @@ mod tests {
         assert_eq!(FileName::parse("a\0b"), Err(NameError::Control));
         assert_eq!(FileName::parse("a\nb"), Err(NameError::Control));
         assert_eq!(FileName::parse("a\u{7f}"), Err(NameError::Control));
-        assert_eq!(FileName::parse(&"x".repeat(256)), Err(NameError::TooLong(256)));
+        assert_eq!(
+            FileName::parse(&"x".repeat(256)),
+            Err(NameError::TooLong(256))
+        );
         assert!(FileName::parse(&"x".repeat(255)).is_ok());
         // 86 three-byte characters = 258 bytes
-        assert_eq!(FileName::parse(&"あ".repeat(86)), Err(NameError::TooLong(258)));
+        assert_eq!(
+            FileName::parse(&"あ".repeat(86)),
+            Err(NameError::TooLong(258))
+        );
         assert!(FileName::parse("..hidden").is_ok());
         assert!(FileName::parse("<img src=x onerror=alert(1)>.html").is_ok());
     }
@@ -105,7 +115,10 @@ mod tests {
     fn copy_suffix_keeps_extension_and_limit() {
         let n = FileName::parse("report.pdf").unwrap();
         assert_eq!(n.with_copy_suffix(1).unwrap().as_str(), "report (copy).pdf");
-        assert_eq!(n.with_copy_suffix(3).unwrap().as_str(), "report (copy 3).pdf");
+        assert_eq!(
+            n.with_copy_suffix(3).unwrap().as_str(),
+            "report (copy 3).pdf"
+        );
         let long = FileName::parse(&format!("{}.txt", "y".repeat(251))).unwrap();
         assert!(long.with_copy_suffix(2).unwrap().as_str().len() <= 255);
     }

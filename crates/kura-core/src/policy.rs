@@ -18,7 +18,10 @@ use std::marker::PhantomData;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Credential {
     Session(SessionId),
-    Token { id: TokenId, read_only: bool },
+    Token {
+        id: TokenId,
+        read_only: bool,
+    },
     /// The local operator CLI (`kura admin …`); never reachable over HTTP.
     Cli,
 }
@@ -36,7 +39,13 @@ pub struct Actor {
 
 impl Actor {
     fn read_only(&self) -> bool {
-        matches!(self.credential, Credential::Token { read_only: true, .. })
+        matches!(
+            self.credential,
+            Credential::Token {
+                read_only: true,
+                ..
+            }
+        )
     }
 }
 
@@ -288,13 +297,29 @@ mod tests {
         let org = OrgId::new();
         let a = actor(org, false, false);
         for role in ProjectRole::ALL {
-            let facts = ProjectFacts { project_id: ProjectId::new(), org_id: org, member_role: Some(role) };
+            let facts = ProjectFacts {
+                project_id: ProjectId::new(),
+                org_id: org,
+                member_role: Some(role),
+            };
             assert!(authorize_project::<Read>(&a, &facts).is_ok());
-            assert_eq!(authorize_project::<Write>(&a, &facts).is_ok(), role >= ProjectRole::Member);
-            assert_eq!(authorize_project::<Purge>(&a, &facts).is_ok(), role >= ProjectRole::Manager);
-            assert_eq!(authorize_project::<Administer>(&a, &facts).is_ok(), role == ProjectRole::Owner);
+            assert_eq!(
+                authorize_project::<Write>(&a, &facts).is_ok(),
+                role >= ProjectRole::Member
+            );
+            assert_eq!(
+                authorize_project::<Purge>(&a, &facts).is_ok(),
+                role >= ProjectRole::Manager
+            );
+            assert_eq!(
+                authorize_project::<Administer>(&a, &facts).is_ok(),
+                role == ProjectRole::Owner
+            );
             if role < ProjectRole::Member {
-                assert_eq!(authorize_project::<Write>(&a, &facts).err(), Some(Denied::Forbidden));
+                assert_eq!(
+                    authorize_project::<Write>(&a, &facts).err(),
+                    Some(Denied::Forbidden)
+                );
             }
         }
     }
@@ -302,13 +327,26 @@ mod tests {
     #[test]
     fn non_members_see_nothing_and_platform_admins_read_no_content() {
         let org = OrgId::new();
-        let facts = ProjectFacts { project_id: ProjectId::new(), org_id: org, member_role: None };
+        let facts = ProjectFacts {
+            project_id: ProjectId::new(),
+            org_id: org,
+            member_role: None,
+        };
         let outsider = actor(OrgId::new(), true, true);
-        assert_eq!(authorize_project::<Read>(&outsider, &facts).err(), Some(Denied::NotFound));
+        assert_eq!(
+            authorize_project::<Read>(&outsider, &facts).err(),
+            Some(Denied::NotFound)
+        );
         let same_org_user = actor(org, false, false);
-        assert_eq!(authorize_project::<Read>(&same_org_user, &facts).err(), Some(Denied::NotFound));
+        assert_eq!(
+            authorize_project::<Read>(&same_org_user, &facts).err(),
+            Some(Denied::NotFound)
+        );
         let org_admin = actor(org, true, false);
-        assert_eq!(authorize_project::<Read>(&org_admin, &facts).err(), Some(Denied::Forbidden));
+        assert_eq!(
+            authorize_project::<Read>(&org_admin, &facts).err(),
+            Some(Denied::Forbidden)
+        );
         assert!(authorize_project::<ManageMembers>(&org_admin, &facts).is_ok());
     }
 
@@ -316,10 +354,20 @@ mod tests {
     fn read_only_tokens_cannot_write() {
         let org = OrgId::new();
         let mut a = actor(org, false, false);
-        a.credential = Credential::Token { id: TokenId::new(), read_only: true };
-        let facts = ProjectFacts { project_id: ProjectId::new(), org_id: org, member_role: Some(ProjectRole::Owner) };
+        a.credential = Credential::Token {
+            id: TokenId::new(),
+            read_only: true,
+        };
+        let facts = ProjectFacts {
+            project_id: ProjectId::new(),
+            org_id: org,
+            member_role: Some(ProjectRole::Owner),
+        };
         assert!(authorize_project::<Read>(&a, &facts).is_ok());
-        assert_eq!(authorize_project::<Write>(&a, &facts).err(), Some(Denied::Forbidden));
+        assert_eq!(
+            authorize_project::<Write>(&a, &facts).err(),
+            Some(Denied::Forbidden)
+        );
     }
 
     #[test]
@@ -329,14 +377,26 @@ mod tests {
         let user = actor(org, false, false);
         assert!(authorize_org(&user, org, OrgAction::View).is_ok());
         assert!(authorize_org(&user, org, OrgAction::CreateProject).is_ok());
-        assert_eq!(authorize_org(&user, org, OrgAction::ManageUsers).err(), Some(Denied::Forbidden));
-        assert_eq!(authorize_org(&user, other, OrgAction::View).err(), Some(Denied::NotFound));
+        assert_eq!(
+            authorize_org(&user, org, OrgAction::ManageUsers).err(),
+            Some(Denied::Forbidden)
+        );
+        assert_eq!(
+            authorize_org(&user, other, OrgAction::View).err(),
+            Some(Denied::NotFound)
+        );
         let admin = actor(org, true, false);
         assert!(authorize_org(&admin, org, OrgAction::ReadAudit).is_ok());
-        assert_eq!(authorize_org(&admin, other, OrgAction::ReadAudit).err(), Some(Denied::NotFound));
+        assert_eq!(
+            authorize_org(&admin, other, OrgAction::ReadAudit).err(),
+            Some(Denied::NotFound)
+        );
         let platform = actor(OrgId::new(), false, true);
         assert!(authorize_org(&platform, org, OrgAction::ManageUsers).is_ok());
-        assert_eq!(authorize_org(&platform, org, OrgAction::CreateProject).err(), Some(Denied::Forbidden));
+        assert_eq!(
+            authorize_org(&platform, org, OrgAction::CreateProject).err(),
+            Some(Denied::Forbidden)
+        );
         assert!(authorize_platform(&platform).is_ok());
         assert!(authorize_platform(&admin).is_err());
     }

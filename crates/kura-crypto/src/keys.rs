@@ -18,12 +18,17 @@ const NONCE_LEN: usize = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("key file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("key file {0} is not a Kura master key")]
     Format(String),
     #[error("key file {0} is readable by group or others (chmod 600 it)")]
     Permissions(String),
-    #[error("a wrapped key failed to authenticate (wrong master/organization key or tampered data)")]
+    #[error(
+        "a wrapped key failed to authenticate (wrong master/organization key or tampered data)"
+    )]
     Unwrap,
 }
 
@@ -41,7 +46,10 @@ impl Key32 {
         let cipher = Aes256Gcm::new((&self.0).into());
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let payload = Payload { msg: &child.0, aad: context };
+        let payload = Payload {
+            msg: &child.0,
+            aad: context,
+        };
         let mut out = nonce.to_vec();
         // AES-GCM encryption of 32 bytes cannot fail (only oversized inputs do).
         if let Ok(ct) = cipher.encrypt(Nonce::from_slice(&nonce), payload) {
@@ -57,7 +65,13 @@ impl Key32 {
         let cipher = Aes256Gcm::new((&self.0).into());
         let (nonce, ct) = wrapped.split_at(NONCE_LEN);
         let mut pt = cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: context })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context,
+                },
+            )
             .map_err(|_| KeyError::Unwrap)?;
         let mut k = [0u8; 32];
         k.copy_from_slice(&pt);
@@ -79,7 +93,9 @@ impl fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn generate() -> Self {
-        Self { key: Key32::random() }
+        Self {
+            key: Key32::random(),
+        }
     }
 
     /// A short public fingerprint, stored beside wrapped keys so rotation
@@ -105,18 +121,32 @@ impl MasterKey {
 
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
-        let io = |source| KeyError::Io { path: shown.clone(), source };
-        check_private(path).map_err(io)?.then_some(()).ok_or(KeyError::Permissions(shown.clone()))?;
+        let io = |source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        };
+        check_private(path)
+            .map_err(io)?
+            .then_some(())
+            .ok_or(KeyError::Permissions(shown.clone()))?;
         let text = std::fs::read_to_string(path).map_err(io)?;
-        let hexkey = text.trim().strip_prefix(MASTER_HEADER).ok_or(KeyError::Format(shown.clone()))?;
+        let hexkey = text
+            .trim()
+            .strip_prefix(MASTER_HEADER)
+            .ok_or(KeyError::Format(shown.clone()))?;
         let bytes = hex::decode(hexkey).map_err(|_| KeyError::Format(shown.clone()))?;
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Format(shown.clone()))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::Format(shown.clone()))?;
         Ok(Self { key: Key32(arr) })
     }
 
     /// Write the key to a new file with mode 0600; refuses to overwrite.
     pub fn write_new(&self, path: &Path) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io { path: path.display().to_string(), source };
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -136,7 +166,9 @@ impl MasterKey {
     }
 
     pub fn unwrap_org_key(&self, wrapped: &[u8], org_context: &[u8]) -> Result<OrgKey, KeyError> {
-        Ok(OrgKey { key: self.key.unwrap_child(wrapped, org_context)? })
+        Ok(OrgKey {
+            key: self.key.unwrap_child(wrapped, org_context)?,
+        })
     }
 }
 
@@ -160,15 +192,23 @@ pub struct OrgKey {
 
 impl OrgKey {
     pub fn generate() -> Self {
-        Self { key: Key32::random() }
+        Self {
+            key: Key32::random(),
+        }
     }
 
     pub fn wrap_data_key(&self, key: &DataKey, blob_context: &[u8]) -> Vec<u8> {
         self.key.wrap(&key.key, blob_context)
     }
 
-    pub fn unwrap_data_key(&self, wrapped: &[u8], blob_context: &[u8]) -> Result<DataKey, KeyError> {
-        Ok(DataKey { key: self.key.unwrap_child(wrapped, blob_context)? })
+    pub fn unwrap_data_key(
+        &self,
+        wrapped: &[u8],
+        blob_context: &[u8],
+    ) -> Result<DataKey, KeyError> {
+        Ok(DataKey {
+            key: self.key.unwrap_child(wrapped, blob_context)?,
+        })
     }
 }
 
@@ -179,7 +219,9 @@ pub struct DataKey {
 
 impl DataKey {
     pub fn generate() -> Self {
-        Self { key: Key32::random() }
+        Self {
+            key: Key32::random(),
+        }
     }
 
     pub(crate) fn bytes(&self) -> &[u8; 32] {
@@ -199,7 +241,10 @@ mod tests {
         let o2 = m.unwrap_org_key(&w, b"org-a").unwrap();
         let d = DataKey::generate();
         let wd = o2.wrap_data_key(&d, b"blob-1");
-        assert_eq!(o.unwrap_data_key(&wd, b"blob-1").unwrap().bytes(), d.bytes());
+        assert_eq!(
+            o.unwrap_data_key(&wd, b"blob-1").unwrap().bytes(),
+            d.bytes()
+        );
         assert!(m.unwrap_org_key(&w, b"org-b").is_err());
         assert!(o.unwrap_data_key(&wd, b"blob-2").is_err());
         assert!(MasterKey::generate().unwrap_org_key(&w, b"org-a").is_err());

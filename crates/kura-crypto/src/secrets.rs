@@ -45,7 +45,10 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 pub fn random_token(prefix: &str) -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+    format!(
+        "{prefix}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
 }
 
 /// The digest under which a bearer secret is stored and looked up.

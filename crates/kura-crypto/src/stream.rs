@@ -41,19 +41,26 @@ impl ChunkCipher {
         let n = nonce_prefix.len().min(NONCE_PREFIX_LEN);
         prefix[..n].copy_from_slice(&nonce_prefix[..n]);
         let stream = StreamBE32::from_aead(aead, (&prefix).into());
-        Self { stream, aad: blob_context.to_vec() }
+        Self {
+            stream,
+            aad: blob_context.to_vec(),
+        }
     }
 
     /// Seal chunk `index` in place (appends the tag).
     pub fn seal(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), ChunkError> {
         let pos = u32::try_from(index).map_err(|_| ChunkError(index))?;
-        self.stream.encrypt_in_place(pos, last, &self.aad, buf).map_err(|_| ChunkError(index))
+        self.stream
+            .encrypt_in_place(pos, last, &self.aad, buf)
+            .map_err(|_| ChunkError(index))
     }
 
     /// Open chunk `index` in place (removes the tag), or fail authentication.
     pub fn open_chunk(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), ChunkError> {
         let pos = u32::try_from(index).map_err(|_| ChunkError(index))?;
-        self.stream.decrypt_in_place(pos, last, &self.aad, buf).map_err(|_| ChunkError(index))
+        self.stream
+            .decrypt_in_place(pos, last, &self.aad, buf)
+            .map_err(|_| ChunkError(index))
     }
 }
 
@@ -119,7 +126,9 @@ mod tests {
     fn random_access_and_tamper_detection() {
         let key = DataKey::generate();
         let (c, prefix) = ChunkCipher::new_for_blob(&key, b"blob");
-        let data: Vec<u8> = (0..(3 * CHUNK_SIZE + 100)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * CHUNK_SIZE + 100))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let ct = seal_all(&c, &data);
         let layout = ChunkLayout::new(data.len() as u64);
         let reader = ChunkCipher::open(&key, &prefix, b"blob");

@@ -11,7 +11,6 @@ use axum::http::{header, Method};
 use kura_core::Actor;
 use kura_store::sessions::{self, Resolved};
 use kura_store::AuditCtx;
-use std::net::SocketAddr;
 
 pub const SESSION_COOKIE: &str = "kura_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -38,8 +37,8 @@ fn client_ip(parts: &Parts, state: &AppState) -> String {
     }
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .get::<ConnectInfo<crate::tls::ClientAddr>>()
+        .map(|c| c.0 .0.ip().to_string())
         .unwrap_or_default()
 }
 
@@ -88,7 +87,10 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
@@ -104,7 +106,9 @@ impl FromRequestParts<AppState> for Authed {
             if token.len() > 200 {
                 return Err(ApiError::unauthenticated());
             }
-            sessions::resolve_token(&state.store.db, token).await?.map_err(|_| ApiError::unauthenticated())?
+            sessions::resolve_token(&state.store.db, token)
+                .await?
+                .map_err(|_| ApiError::unauthenticated())?
         } else if let Some(token) = cookie_value(parts, SESSION_COOKIE) {
             if token.len() > 200 {
                 return Err(ApiError::unauthenticated());
@@ -113,10 +117,16 @@ impl FromRequestParts<AppState> for Authed {
                 .await?
                 .map_err(|_| ApiError::unauthenticated())?;
             if !is_safe(&parts.method) {
-                let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let sent = parts
+                    .headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 let want = r.csrf_digest.as_deref().unwrap_or("");
                 let got = kura_crypto::token_digest(sent);
-                if sent.is_empty() || !kura_crypto::secrets::secrets_equal(got.as_bytes(), want.as_bytes()) {
+                if sent.is_empty()
+                    || !kura_crypto::secrets::secrets_equal(got.as_bytes(), want.as_bytes())
+                {
                     return Err(ApiError::new(
                         axum::http::StatusCode::FORBIDDEN,
                         "csrf",
@@ -131,6 +141,9 @@ impl FromRequestParts<AppState> for Authed {
         ctx.actor_user_id = Some(resolved.actor.user_id);
         ctx.actor_org_id = Some(resolved.actor.org_id);
         ctx.credential = Some(AuditCtx::credential_label(&resolved.actor.credential));
-        Ok(Authed { actor: resolved.actor, ctx })
+        Ok(Authed {
+            actor: resolved.actor,
+            ctx,
+        })
     }
 }

@@ -27,22 +27,42 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into() }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid-request", detail)
     }
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "the resource does not exist or is not visible to you")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "the resource does not exist or is not visible to you",
+        )
     }
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "you may not perform this action")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you may not perform this action",
+        )
     }
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in or present a valid API token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in or present a valid API token",
+        )
     }
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; the request was not completed")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed; the request was not completed",
+        )
     }
 }
 
@@ -57,11 +77,15 @@ impl IntoResponse for ApiError {
             code: self.code,
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"kura\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"kura\""),
+            );
         }
         resp
     }
@@ -83,7 +107,9 @@ impl From<StoreError> for ApiError {
             StoreError::Denied(d) => d.into(),
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Invalid(m) => Self::bad_request(m),
-            StoreError::Name(n) => Self::new(StatusCode::BAD_REQUEST, "invalid-name", n.to_string()),
+            StoreError::Name(n) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid-name", n.to_string())
+            }
             StoreError::QuotaExceeded => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "quota-exceeded",
@@ -92,11 +118,13 @@ impl From<StoreError> for ApiError {
             StoreError::TooLarge(max) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
-                format!("the upload exceeds the maximum file size of {max} bytes; nothing was stored"),
+                format!(
+                    "the upload exceeds the maximum file size of {max} bytes; nothing was stored"
+                ),
             ),
-            StoreError::Interrupted => {
-                Self::bad_request("the upload was interrupted before it completed; nothing was stored")
-            }
+            StoreError::Interrupted => Self::bad_request(
+                "the upload was interrupted before it completed; nothing was stored",
+            ),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::internal()

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod ops;
 pub mod state;
+pub mod tls;
 
 pub use state::{AppState, ServerConfig};
 
@@ -26,13 +27,21 @@ pub fn build(state: AppState, separate_admin: bool) -> Routers {
     let (api_public, api_admin, doc) = api::routes();
     let doc = std::sync::Arc::new(doc);
     let ops = ops::router(doc);
-    let wrap = |r: Router<AppState>| middleware::wrap(r.fallback(api::not_found).with_state(state.clone()), state.clone());
+    let wrap = |r: Router<AppState>| {
+        middleware::wrap(
+            r.fallback(api::not_found).with_state(state.clone()),
+            state.clone(),
+        )
+    };
     if separate_admin {
         Routers {
             public: wrap(api_public.merge(ops.clone())),
             admin: Some(wrap(api_admin.merge(ops))),
         }
     } else {
-        Routers { public: wrap(api_public.merge(api_admin).merge(ops)), admin: None }
+        Routers {
+            public: wrap(api_public.merge(api_admin).merge(ops)),
+            admin: None,
+        }
     }
 }

@@ -40,13 +40,45 @@ impl Metrics {
         let bytes_out = Counter::default();
         let uploads_in_flight = Gauge::default();
         let audit_events = Counter::default();
-        registry.register("http_requests", "HTTP requests by method and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
-        registry.register("file_bytes_in", "File content bytes received", bytes_in.clone());
-        registry.register("file_bytes_out", "File content bytes served", bytes_out.clone());
-        registry.register("uploads_in_flight", "Uploads being received now", uploads_in_flight.clone());
-        registry.register("audit_events", "Audit events recorded outside change transactions", audit_events.clone());
-        Arc::new(Self { registry, requests, latency, bytes_in, bytes_out, uploads_in_flight, audit_events })
+        registry.register(
+            "http_requests",
+            "HTTP requests by method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "file_bytes_in",
+            "File content bytes received",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "file_bytes_out",
+            "File content bytes served",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "uploads_in_flight",
+            "Uploads being received now",
+            uploads_in_flight.clone(),
+        );
+        registry.register(
+            "audit_events",
+            "Audit events recorded outside change transactions",
+            audit_events.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+            uploads_in_flight,
+            audit_events,
+        })
     }
 
     pub fn render(&self) -> String {

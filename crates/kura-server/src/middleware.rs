@@ -23,35 +23,60 @@ async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> 
     let path = req.uri().path().to_string();
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert("x-request-id", HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-")));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "x-request-id",
+        HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-")),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+            HeaderValue::from_static(
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            ),
         );
     }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if state.config.tls {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
     }
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     state
         .metrics
         .requests
-        .get_or_create(&crate::metrics::RequestLabels { method: method.to_string(), status })
+        .get_or_create(&crate::metrics::RequestLabels {
+            method: method.to_string(),
+            status,
+        })
         .inc();
     state
         .metrics
         .latency
-        .get_or_create(&crate::metrics::MethodLabel { method: method.to_string() })
+        .get_or_create(&crate::metrics::MethodLabel {
+            method: method.to_string(),
+        })
         .observe(elapsed.as_secs_f64());
     tracing::info!(request_id = %id, method = %method, path = %path, status, micros = elapsed.as_micros() as u64, "request");
     resp

@@ -13,7 +13,10 @@ pub fn router(doc: Arc<serde_json::Value>) -> Router<AppState> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(move || async move { Json((*doc).clone()) }))
+        .route(
+            "/api/openapi.json",
+            get(move || async move { Json((*doc).clone()) }),
+        )
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
@@ -29,5 +32,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }

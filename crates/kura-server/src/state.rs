@@ -4,8 +4,8 @@
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use kura_core::{
-    authorize_org, authorize_platform, authorize_project, Actor, Denied, OrgAction, OrgGrant, OrgId, PlatformGrant,
-    ProjectGrant, ProjectId, ProjectPermission,
+    authorize_org, authorize_platform, authorize_project, Actor, Denied, OrgAction, OrgGrant,
+    OrgId, PlatformGrant, ProjectGrant, ProjectId, ProjectPermission,
 };
 use kura_store::sessions::SessionPolicy;
 use kura_store::{AuditCtx, AuditEvent, Outcome, Store};
@@ -49,12 +49,21 @@ impl AppState {
 
     async fn audit_denial(&self, ctx: &AuditCtx, ev: AuditEvent) -> ApiResult<()> {
         self.metrics.audit_events.inc();
-        self.store.audit.record(ctx, ev).await.map_err(ApiError::from)
+        self.store
+            .audit
+            .record(ctx, ev)
+            .await
+            .map_err(ApiError::from)
     }
 
     /// The choke point for project data: facts from the store, the decision
     /// from the policy, and an audit record when it says no.
-    pub async fn project_grant<P: ProjectPermission>(&self, actor: &Actor, ctx: &AuditCtx, project: ProjectId) -> ApiResult<ProjectGrant<P>> {
+    pub async fn project_grant<P: ProjectPermission>(
+        &self,
+        actor: &Actor,
+        ctx: &AuditCtx,
+        project: ProjectId,
+    ) -> ApiResult<ProjectGrant<P>> {
         let facts = kura_store::projects::facts(&self.store.db, project, actor.user_id).await?;
         let decision = match facts {
             Some(f) => authorize_project::<P>(actor, &f).map_err(|d| (d, Some(f.org_id))),
@@ -77,7 +86,13 @@ impl AppState {
         }
     }
 
-    pub async fn org_grant(&self, actor: &Actor, ctx: &AuditCtx, org: OrgId, action: OrgAction) -> ApiResult<OrgGrant> {
+    pub async fn org_grant(
+        &self,
+        actor: &Actor,
+        ctx: &AuditCtx,
+        org: OrgId,
+        action: OrgAction,
+    ) -> ApiResult<OrgGrant> {
         match authorize_org(actor, org, action) {
             Ok(g) => Ok(g),
             Err(d) => {
@@ -90,7 +105,12 @@ impl AppState {
         }
     }
 
-    pub async fn platform_grant(&self, actor: &Actor, ctx: &AuditCtx, action: &'static str) -> ApiResult<PlatformGrant> {
+    pub async fn platform_grant(
+        &self,
+        actor: &Actor,
+        ctx: &AuditCtx,
+        action: &'static str,
+    ) -> ApiResult<PlatformGrant> {
         match authorize_platform(actor) {
             Ok(g) => Ok(g),
             Err(d) => {
@@ -106,12 +126,25 @@ impl AppState {
     /// Record a read (list, view, download) and wait until it is durable.
     pub async fn record(&self, ctx: &AuditCtx, ev: AuditEvent) -> ApiResult<()> {
         self.metrics.audit_events.inc();
-        self.store.audit.record(ctx, ev).await.map_err(ApiError::from)
+        self.store
+            .audit
+            .record(ctx, ev)
+            .await
+            .map_err(ApiError::from)
     }
 
     /// Run Argon2 on the bounded blocking pool.
-    pub async fn hash_blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-        let _permit = self.hash_pool.acquire().await.map_err(|_| ApiError::internal())?;
-        tokio::task::spawn_blocking(f).await.map_err(|_| ApiError::internal())
+    pub async fn hash_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let _permit = self
+            .hash_pool
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal())?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|_| ApiError::internal())
     }
 }

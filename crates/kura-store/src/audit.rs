@@ -37,7 +37,11 @@ impl AuditCtx {
     }
 
     pub fn cli() -> Self {
-        Self { credential: Some("cli".into()), ip: Some("local".into()), ..Self::default() }
+        Self {
+            credential: Some("cli".into()),
+            ip: Some("local".into()),
+            ..Self::default()
+        }
     }
 }
 
@@ -281,7 +285,11 @@ pub async fn query(db: &Db, scope: AuditScope<'_>, mut q: AuditQuery) -> Result<
     if let Some(b) = q.before_id {
         add(" AND id < ?", Bind::I(b), &mut sql);
     }
-    add(" ORDER BY id DESC LIMIT ?", Bind::I(q.limit.clamp(1, 1000)), &mut sql);
+    add(
+        " ORDER BY id DESC LIMIT ?",
+        Bind::I(q.limit.clamp(1, 1000)),
+        &mut sql,
+    );
     let mut query = sqlx::query(&sql);
     for b in binds {
         query = match b {
@@ -309,7 +317,9 @@ pub async fn query(db: &Db, scope: AuditScope<'_>, mut q: AuditQuery) -> Result<
                 version_id: r.opt_str("version_id")?,
                 object_name: r.opt_str("object_name")?,
                 bytes: r.opt_int("bytes")?,
-                detail: r.opt_str("detail")?.and_then(|d| serde_json::from_str(&d).ok()),
+                detail: r
+                    .opt_str("detail")?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
             })
         })
         .collect()

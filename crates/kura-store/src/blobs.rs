@@ -29,9 +29,13 @@ pub struct BlobInfo {
 
 impl BlobStore {
     pub fn local(root: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&root).map_err(|e| crate::StoreError::Internal(format!("{}: {e}", root.display())))?;
+        std::fs::create_dir_all(&root)
+            .map_err(|e| crate::StoreError::Internal(format!("{}: {e}", root.display())))?;
         let fs = LocalFileSystem::new_with_prefix(&root)?;
-        Ok(Self { inner: Arc::new(fs), local_root: Some(root) })
+        Ok(Self {
+            inner: Arc::new(fs),
+            local_root: Some(root),
+        })
     }
 
     fn path(id: BlobId) -> ObjPath {
@@ -64,8 +68,15 @@ impl BlobStore {
     }
 
     /// Stream the ciphertext bytes in `range`.
-    pub async fn read_range(&self, id: BlobId, range: Range<u64>) -> Result<BoxStream<'static, Result<Bytes>>> {
-        let opts = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
+    pub async fn read_range(
+        &self,
+        id: BlobId,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
         let res = self.inner.get_opts(&Self::path(id), opts).await?;
         Ok(res.into_stream().map(|r| r.map_err(Into::into)).boxed())
     }
@@ -96,7 +107,10 @@ impl BlobStore {
                 continue;
             };
             let modified: std::time::SystemTime = m.last_modified.into();
-            let age = now.duration_since(modified).map(|d| d.as_secs() as i64).unwrap_or(0);
+            let age = now
+                .duration_since(modified)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
             out.push(BlobInfo { id, age_secs: age });
         }
         Ok(out)
@@ -105,11 +119,17 @@ impl BlobStore {
     /// Remove staging files of multipart writes that never completed
     /// (a crashed or killed process). Only files older than `min_age_secs`.
     pub fn sweep_staging(&self, min_age_secs: u64) -> usize {
-        let Some(root) = &self.local_root else { return 0 };
+        let Some(root) = &self.local_root else {
+            return 0;
+        };
         let mut removed = 0;
-        let Ok(dirs) = std::fs::read_dir(root) else { return 0 };
+        let Ok(dirs) = std::fs::read_dir(root) else {
+            return 0;
+        };
         for dir in dirs.flatten() {
-            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+            let Ok(files) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 let name = f.file_name();
                 let is_staging = name.to_string_lossy().contains('#');

@@ -42,19 +42,33 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
-            let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+            let url = if url.contains('?') {
+                url.to_string()
+            } else {
+                format!("{url}?mode=rwc")
+            };
             let write = sqlite_pool(&url, 1).await?;
             // WAL is a property of the database file; set it once, on the writer.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&write).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&write)
+                .await?;
             let read = sqlite_pool(&url, 8).await?;
-            Ok(Self { write, read, backend: Backend::Sqlite })
+            Ok(Self {
+                write,
+                read,
+                backend: Backend::Sqlite,
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
-            Ok(Self { write: pool.clone(), read: pool, backend: Backend::Postgres })
+            Ok(Self {
+                write: pool.clone(),
+                read: pool,
+                backend: Backend::Postgres,
+            })
         } else {
             Err(crate::StoreError::Invalid(
                 "database URL must start with sqlite:// or postgres://".into(),
@@ -83,12 +97,14 @@ impl Db {
             };
             let mut tx = self.write.begin().await?;
             tx.execute(sql).await?;
-            sqlx::query("INSERT INTO kura_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(crate::time::now_micros())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO kura_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(crate::time::now_micros())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             applied.push(m.version);
         }
@@ -109,8 +125,10 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 // FULL: a commit is on disk before we answer (durability promise).
-                conn.execute("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;")
-                    .await?;
+                conn.execute(
+                    "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+                )
+                .await?;
                 Ok(())
             })
         })
@@ -174,7 +192,12 @@ mod tests {
             assert_eq!(m.version, i as i64 + 1);
             assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
             let tables = |s: &str| s.matches("CREATE TABLE").count();
-            assert_eq!(tables(m.sqlite), tables(m.postgres), "migration {} differs", m.name);
+            assert_eq!(
+                tables(m.sqlite),
+                tables(m.postgres),
+                "migration {} differs",
+                m.name
+            );
         }
     }
 }

@@ -49,9 +49,11 @@ pub async fn sweep(store: &Store, min_age_secs: u64, report: &mut FsckReport) ->
 
 /// Verify every referenced blob.
 pub async fn verify_all(store: &Store, report: &mut FsckReport) -> Result<()> {
-    let rows = sqlx::query("SELECT id, org_id, size, wrapped_key, nonce_prefix, sha256 FROM blobs ORDER BY id")
-        .fetch_all(&store.db.read)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, org_id, size, wrapped_key, nonce_prefix, sha256 FROM blobs ORDER BY id",
+    )
+    .fetch_all(&store.db.read)
+    .await?;
     for r in &rows {
         let id: BlobId = r.id("id")?;
         let org: OrgId = r.id("org_id")?;
@@ -69,7 +71,9 @@ pub async fn verify_all(store: &Store, report: &mut FsckReport) -> Result<()> {
                 continue;
             }
             Some(len) if len != ChunkLayout::new(meta.size).ciphertext_len() => {
-                report.corrupt.push(format!("{id}: stored length {len} does not match"));
+                report
+                    .corrupt
+                    .push(format!("{id}: stored length {len} does not match"));
                 continue;
             }
             Some(_) => {}

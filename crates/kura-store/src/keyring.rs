@@ -20,7 +20,10 @@ fn org_context(org: OrgId) -> Vec<u8> {
 
 impl Keyring {
     pub fn new(master: MasterKey) -> Self {
-        Self { master, cache: RwLock::new(HashMap::new()) }
+        Self {
+            master,
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 
     pub fn master_id(&self) -> String {
@@ -44,7 +47,9 @@ impl Keyring {
             .fetch_optional(&db.read)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let key = self.master.unwrap_org_key(&row.bytes("wrapped_key")?, &org_context(org))?;
+        let key = self
+            .master
+            .unwrap_org_key(&row.bytes("wrapped_key")?, &org_context(org))?;
         if let Ok(mut c) = self.cache.write() {
             c.insert(org, key.clone());
         }
@@ -56,7 +61,9 @@ impl Keyring {
 /// Blobs are untouched: their data keys are wrapped by organization keys.
 pub async fn rewrap_all(db: &Db, old: &MasterKey, new: &MasterKey) -> Result<usize> {
     let mut tx = db.write.begin().await?;
-    let rows = sqlx::query("SELECT id, wrapped_key FROM orgs").fetch_all(&mut *tx).await?;
+    let rows = sqlx::query("SELECT id, wrapped_key FROM orgs")
+        .fetch_all(&mut *tx)
+        .await?;
     for r in &rows {
         let org: OrgId = r.id("id")?;
         let key = old.unwrap_org_key(&r.bytes("wrapped_key")?, &org_context(org))?;
@@ -70,4 +77,12 @@ pub async fn rewrap_all(db: &Db, old: &MasterKey, new: &MasterKey) -> Result<usi
     }
     tx.commit().await?;
     Ok(rows.len())
+}
+
+/// The master key ids that wrapped the organization keys now stored.
+pub async fn master_ids_in_use(db: &Db) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT DISTINCT master_key_id FROM orgs")
+        .fetch_all(&db.read)
+        .await?;
+    rows.iter().map(|r| r.str("master_key_id")).collect()
 }

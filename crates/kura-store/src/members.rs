@@ -38,19 +38,27 @@ pub async fn list(db: &Db, g: &ProjectGrant<Read>) -> Result<Vec<Member>> {
                 display_name: r.str("display_name")?,
                 org_id: r.id("org_id")?,
                 org_name: r.str("org_name")?,
-                role: r.str("role")?.parse().map_err(|_| StoreError::Internal("bad role".into()))?,
+                role: r
+                    .str("role")?
+                    .parse()
+                    .map_err(|_| StoreError::Internal("bad role".into()))?,
                 added_at: r.int("added_at")?,
             })
         })
         .collect()
 }
 
-async fn current_role(tx: &mut sqlx::Transaction<'_, sqlx::Any>, g: &ProjectGrant<ManageMembers>, user: UserId) -> Result<Option<ProjectRole>> {
-    let row = sqlx::query("SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2")
-        .bind(g.project_id().to_string())
-        .bind(user.to_string())
-        .fetch_optional(&mut **tx)
-        .await?;
+async fn current_role(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    g: &ProjectGrant<ManageMembers>,
+    user: UserId,
+) -> Result<Option<ProjectRole>> {
+    let row =
+        sqlx::query("SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2")
+            .bind(g.project_id().to_string())
+            .bind(user.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(match row {
         Some(r) => r.str("role")?.parse().ok(),
         None => None,
@@ -62,16 +70,27 @@ fn may_touch_owner(g: &ProjectGrant<ManageMembers>) -> bool {
     matches!(g.role(), Some(ProjectRole::Owner) | None)
 }
 
-async fn owners(tx: &mut sqlx::Transaction<'_, sqlx::Any>, g: &ProjectGrant<ManageMembers>) -> Result<i64> {
-    let r = sqlx::query("SELECT COUNT(*) AS n FROM project_members WHERE project_id = $1 AND role = 'owner'")
-        .bind(g.project_id().to_string())
-        .fetch_one(&mut **tx)
-        .await?;
+async fn owners(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    g: &ProjectGrant<ManageMembers>,
+) -> Result<i64> {
+    let r = sqlx::query(
+        "SELECT COUNT(*) AS n FROM project_members WHERE project_id = $1 AND role = 'owner'",
+    )
+    .bind(g.project_id().to_string())
+    .fetch_one(&mut **tx)
+    .await?;
     r.int("n")
 }
 
 /// Add a member or change their role.
-pub async fn set(db: &Db, g: &ProjectGrant<ManageMembers>, ctx: &AuditCtx, user: UserId, role: ProjectRole) -> Result<()> {
+pub async fn set(
+    db: &Db,
+    g: &ProjectGrant<ManageMembers>,
+    ctx: &AuditCtx,
+    user: UserId,
+    role: ProjectRole,
+) -> Result<()> {
     let mut tx = db.write.begin().await?;
     let target = sqlx::query("SELECT org_id, disabled FROM users WHERE id = $1")
         .bind(user.to_string())
@@ -85,8 +104,13 @@ pub async fn set(db: &Db, g: &ProjectGrant<ManageMembers>, ctx: &AuditCtx, user:
     if (role == ProjectRole::Owner || before == Some(ProjectRole::Owner)) && !may_touch_owner(g) {
         return Err(StoreError::Denied(kura_core::Denied::Forbidden));
     }
-    if before == Some(ProjectRole::Owner) && role != ProjectRole::Owner && owners(&mut tx, g).await? <= 1 {
-        return Err(StoreError::Conflict("a project must keep at least one owner".into()));
+    if before == Some(ProjectRole::Owner)
+        && role != ProjectRole::Owner
+        && owners(&mut tx, g).await? <= 1
+    {
+        return Err(StoreError::Conflict(
+            "a project must keep at least one owner".into(),
+        ));
     }
     let now = now_micros();
     if before.is_some() {
@@ -115,15 +139,24 @@ pub async fn set(db: &Db, g: &ProjectGrant<ManageMembers>, ctx: &AuditCtx, user:
     Ok(())
 }
 
-pub async fn remove(db: &Db, g: &ProjectGrant<ManageMembers>, ctx: &AuditCtx, user: UserId) -> Result<()> {
+pub async fn remove(
+    db: &Db,
+    g: &ProjectGrant<ManageMembers>,
+    ctx: &AuditCtx,
+    user: UserId,
+) -> Result<()> {
     let mut tx = db.write.begin().await?;
-    let before = current_role(&mut tx, g, user).await?.ok_or(StoreError::NotFound)?;
+    let before = current_role(&mut tx, g, user)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     if before == ProjectRole::Owner {
         if !may_touch_owner(g) {
             return Err(StoreError::Denied(kura_core::Denied::Forbidden));
         }
         if owners(&mut tx, g).await? <= 1 {
-            return Err(StoreError::Conflict("a project must keep at least one owner".into()));
+            return Err(StoreError::Conflict(
+                "a project must keep at least one owner".into(),
+            ));
         }
     }
     sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")

@@ -9,7 +9,9 @@ use crate::error::{Result, StoreError};
 use crate::time::now_micros;
 use crate::upload::BlobMeta;
 use kura_core::policy::{Purge, Read, Write};
-use kura_core::{BlobId, FileName, NodeId, ProjectGrant, ProjectId, ProjectPermission, UserId, VersionId};
+use kura_core::{
+    BlobId, FileName, NodeId, ProjectGrant, ProjectId, ProjectPermission, UserId, VersionId,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
@@ -79,10 +81,16 @@ pub async fn get<P: ProjectPermission>(db: &Db, g: &ProjectGrant<P>, id: NodeId)
     load(&db.read, g.project_id(), id, true).await
 }
 
-async fn live_folder(tx: &mut Transaction<'_, Any>, project: ProjectId, id: NodeId) -> Result<Node> {
+async fn live_folder(
+    tx: &mut Transaction<'_, Any>,
+    project: ProjectId,
+    id: NodeId,
+) -> Result<Node> {
     let n = load(&mut **tx, project, id, true).await?;
     if n.is_file() {
-        return Err(StoreError::Invalid("the target is a file, not a folder".into()));
+        return Err(StoreError::Invalid(
+            "the target is a file, not a folder".into(),
+        ));
     }
     Ok(n)
 }
@@ -128,7 +136,15 @@ pub const MAX_PAGE: i64 = 10_000;
 
 /// Children of a live folder, folders first, then by the sort key; keyset
 /// pagination so every page costs the same however deep.
-pub async fn list_children(db: &Db, g: &ProjectGrant<Read>, folder: NodeId, sort: SortKey, order: SortOrder, cursor: Option<&str>, limit: i64) -> Result<Page> {
+pub async fn list_children(
+    db: &Db,
+    g: &ProjectGrant<Read>,
+    folder: NodeId,
+    sort: SortKey,
+    order: SortOrder,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<Page> {
     let f = load(&db.read, g.project_id(), folder, true).await?;
     if f.is_file() {
         return Err(StoreError::Invalid("not a folder".into()));
@@ -158,8 +174,13 @@ pub async fn list_children(db: &Db, g: &ProjectGrant<Read>, folder: NodeId, sort
             " AND (n.is_file > $3 OR (n.is_file = $3 AND ({col} {cmp} $4 OR ({col} = $4 AND n.id {cmp} $5))))"
         ));
     }
-    sql.push_str(&format!(" ORDER BY n.is_file ASC, {col} {dir}, n.id {dir} LIMIT {}", limit + 1));
-    let mut q = sqlx::query(&sql).bind(folder.to_string()).bind(g.project_id().to_string());
+    sql.push_str(&format!(
+        " ORDER BY n.is_file ASC, {col} {dir}, n.id {dir} LIMIT {}",
+        limit + 1
+    ));
+    let mut q = sqlx::query(&sql)
+        .bind(folder.to_string())
+        .bind(g.project_id().to_string());
     if let Some(c) = &cur {
         q = q.bind(c.f);
         q = match sort {
@@ -211,7 +232,13 @@ pub async fn path(db: &Db, g: &ProjectGrant<Read>, id: NodeId) -> Result<Vec<Nod
 
 // ---- creating ----
 
-pub async fn create_folder(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, parent: NodeId, name: &FileName) -> Result<Node> {
+pub async fn create_folder(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    parent: NodeId,
+    name: &FileName,
+) -> Result<Node> {
     let mut tx = db.write.begin().await?;
     live_folder(&mut tx, g.project_id(), parent).await?;
     let id = NodeId::new();
@@ -227,14 +254,22 @@ pub async fn create_folder(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, par
         .execute(&mut *tx)
         .await
         .map_err(|e| name_taken(e.into()))?;
-    let ev = AuditEvent::new("folder.create", Outcome::Success).project(g.org_id(), g.project_id()).node(id).name(name.as_str());
+    let ev = AuditEvent::new("folder.create", Outcome::Success)
+        .project(g.org_id(), g.project_id())
+        .node(id)
+        .name(name.as_str());
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     load(&db.read, g.project_id(), id, true).await
 }
 
 /// Is `name` free in `parent`? (Checked again by the unique index on commit.)
-pub async fn name_free(db: &Db, g: &ProjectGrant<Write>, parent: NodeId, name: &FileName) -> Result<Option<Node>> {
+pub async fn name_free(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    parent: NodeId,
+    name: &FileName,
+) -> Result<Option<Node>> {
     let row = sqlx::query(&format!("SELECT {NODE_COLS} FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE n.parent_id = $1 AND n.project_id = $2 AND n.name = $3 AND n.trashed_at IS NULL"))
         .bind(parent.to_string())
         .bind(g.project_id().to_string())
@@ -244,7 +279,11 @@ pub async fn name_free(db: &Db, g: &ProjectGrant<Write>, parent: NodeId, name: &
     row.as_ref().map(node_from_row).transpose()
 }
 
-async fn charge_quota(tx: &mut Transaction<'_, Any>, org: kura_core::OrgId, bytes: i64) -> Result<()> {
+async fn charge_quota(
+    tx: &mut Transaction<'_, Any>,
+    org: kura_core::OrgId,
+    bytes: i64,
+) -> Result<()> {
     let n = sqlx::query("UPDATE orgs SET used_bytes = used_bytes + $1 WHERE id = $2 AND used_bytes + $1 <= quota_bytes")
         .bind(bytes)
         .bind(org.to_string())
@@ -257,7 +296,11 @@ async fn charge_quota(tx: &mut Transaction<'_, Any>, org: kura_core::OrgId, byte
     Ok(())
 }
 
-async fn release_quota(tx: &mut Transaction<'_, Any>, org: kura_core::OrgId, bytes: i64) -> Result<()> {
+async fn release_quota(
+    tx: &mut Transaction<'_, Any>,
+    org: kura_core::OrgId,
+    bytes: i64,
+) -> Result<()> {
     sqlx::query("UPDATE orgs SET used_bytes = CASE WHEN used_bytes >= $1 THEN used_bytes - $1 ELSE 0 END WHERE id = $2")
         .bind(bytes)
         .bind(org.to_string())
@@ -275,7 +318,11 @@ pub async fn quota_remaining(db: &Db, org: kura_core::OrgId) -> Result<u64> {
     Ok(u64::try_from(r.int("quota_bytes")? - r.int("used_bytes")?).unwrap_or(0))
 }
 
-async fn insert_blob(tx: &mut Transaction<'_, Any>, org: kura_core::OrgId, b: &BlobMeta) -> Result<()> {
+async fn insert_blob(
+    tx: &mut Transaction<'_, Any>,
+    org: kura_core::OrgId,
+    b: &BlobMeta,
+) -> Result<()> {
     sqlx::query("INSERT INTO blobs (id, org_id, size, chunk_size, wrapped_key, nonce_prefix, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(b.id.to_string())
         .bind(org.to_string())
@@ -290,11 +337,20 @@ async fn insert_blob(tx: &mut Transaction<'_, Any>, org: kura_core::OrgId, b: &B
     Ok(())
 }
 
-async fn insert_version(tx: &mut Transaction<'_, Any>, g_project: ProjectId, org: kura_core::OrgId, node: NodeId, blob: BlobId, size: i64, user: UserId) -> Result<(VersionId, i64)> {
-    let r = sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM file_versions WHERE node_id = $1")
-        .bind(node.to_string())
-        .fetch_one(&mut **tx)
-        .await?;
+async fn insert_version(
+    tx: &mut Transaction<'_, Any>,
+    g_project: ProjectId,
+    org: kura_core::OrgId,
+    node: NodeId,
+    blob: BlobId,
+    size: i64,
+    user: UserId,
+) -> Result<(VersionId, i64)> {
+    let r =
+        sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM file_versions WHERE node_id = $1")
+            .bind(node.to_string())
+            .fetch_one(&mut **tx)
+            .await?;
     let number = r.int("n")? + 1;
     let id = VersionId::new();
     let now = now_micros();
@@ -323,7 +379,14 @@ async fn insert_version(tx: &mut Transaction<'_, Any>, g_project: ProjectId, org
 
 /// Make an uploaded blob visible as a new file. Only after this commit does
 /// the file exist; on failure the caller deletes the blob.
-pub async fn commit_new_file(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, parent: NodeId, name: &FileName, blob: &BlobMeta) -> Result<Node> {
+pub async fn commit_new_file(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    parent: NodeId,
+    name: &FileName,
+    blob: &BlobMeta,
+) -> Result<Node> {
     let mut tx = db.write.begin().await?;
     live_folder(&mut tx, g.project_id(), parent).await?;
     charge_quota(&mut tx, g.org_id(), blob.size as i64).await?;
@@ -342,7 +405,16 @@ pub async fn commit_new_file(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, p
         .execute(&mut *tx)
         .await
         .map_err(|e| name_taken(e.into()))?;
-    let (vid, _) = insert_version(&mut tx, g.project_id(), g.org_id(), id, blob.id, blob.size as i64, g.user_id()).await?;
+    let (vid, _) = insert_version(
+        &mut tx,
+        g.project_id(),
+        g.org_id(),
+        id,
+        blob.id,
+        blob.size as i64,
+        g.user_id(),
+    )
+    .await?;
     let ev = AuditEvent::new("file.upload", Outcome::Success)
         .project(g.org_id(), g.project_id())
         .node(id)
@@ -356,7 +428,13 @@ pub async fn commit_new_file(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, p
 }
 
 /// Add a version to an existing live file.
-pub async fn commit_new_version(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, file: NodeId, blob: &BlobMeta) -> Result<Node> {
+pub async fn commit_new_version(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    file: NodeId,
+    blob: &BlobMeta,
+) -> Result<Node> {
     let mut tx = db.write.begin().await?;
     let n = load(&mut *tx, g.project_id(), file, true).await?;
     if !n.is_file() {
@@ -364,7 +442,16 @@ pub async fn commit_new_version(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx
     }
     charge_quota(&mut tx, g.org_id(), blob.size as i64).await?;
     insert_blob(&mut tx, g.org_id(), blob).await?;
-    let (vid, number) = insert_version(&mut tx, g.project_id(), g.org_id(), file, blob.id, blob.size as i64, g.user_id()).await?;
+    let (vid, number) = insert_version(
+        &mut tx,
+        g.project_id(),
+        g.org_id(),
+        file,
+        blob.id,
+        blob.size as i64,
+        g.user_id(),
+    )
+    .await?;
     let ev = AuditEvent::new("file.upload_version", Outcome::Success)
         .project(g.org_id(), g.project_id())
         .node(file)
@@ -390,20 +477,33 @@ async fn is_within(tx: &mut Transaction<'_, Any>, candidate: NodeId, id: NodeId)
 }
 
 /// Rename and/or move a node within its project.
-pub async fn rename_move(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeId, new_name: Option<&FileName>, new_parent: Option<NodeId>) -> Result<Node> {
+pub async fn rename_move(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    id: NodeId,
+    new_name: Option<&FileName>,
+    new_parent: Option<NodeId>,
+) -> Result<Node> {
     let mut tx = db.write.begin().await?;
     let n = load(&mut *tx, g.project_id(), id, true).await?;
     let Some(old_parent) = n.parent_id else {
-        return Err(StoreError::Invalid("the project's root folder cannot be renamed or moved".into()));
+        return Err(StoreError::Invalid(
+            "the project's root folder cannot be renamed or moved".into(),
+        ));
     };
     let parent = new_parent.unwrap_or(old_parent);
     if parent != old_parent {
         live_folder(&mut tx, g.project_id(), parent).await?;
         if is_within(&mut tx, parent, id).await? {
-            return Err(StoreError::Conflict("a folder cannot be moved into itself or its subfolders".into()));
+            return Err(StoreError::Conflict(
+                "a folder cannot be moved into itself or its subfolders".into(),
+            ));
         }
     }
-    let name = new_name.map(|n| n.as_str().to_string()).unwrap_or(n.name.clone());
+    let name = new_name
+        .map(|n| n.as_str().to_string())
+        .unwrap_or(n.name.clone());
     sqlx::query("UPDATE nodes SET name = $1, parent_id = $2, modified_at = $3, modified_by = $4 WHERE id = $5")
         .bind(&name)
         .bind(parent.to_string())
@@ -413,7 +513,11 @@ pub async fn rename_move(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: N
         .execute(&mut *tx)
         .await
         .map_err(|e| name_taken(e.into()))?;
-    let action = if parent != old_parent { "node.move" } else { "node.rename" };
+    let action = if parent != old_parent {
+        "node.move"
+    } else {
+        "node.rename"
+    };
     let ev = AuditEvent::new(action, Outcome::Success)
         .project(g.org_id(), g.project_id())
         .node(id)
@@ -426,22 +530,37 @@ pub async fn rename_move(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: N
 
 /// Copy a file (its current version) or a folder tree into `target`.
 /// Content is shared copy-on-write: the copy references the same blobs.
-pub async fn copy(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeId, target: NodeId, new_name: Option<&FileName>) -> Result<Node> {
+pub async fn copy(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    id: NodeId,
+    target: NodeId,
+    new_name: Option<&FileName>,
+) -> Result<Node> {
     let mut tx = db.write.begin().await?;
     let src = load(&mut *tx, g.project_id(), id, true).await?;
     if src.parent_id.is_none() {
-        return Err(StoreError::Invalid("the project's root folder cannot be copied".into()));
+        return Err(StoreError::Invalid(
+            "the project's root folder cannot be copied".into(),
+        ));
     }
     live_folder(&mut tx, g.project_id(), target).await?;
     if !src.is_file() && is_within(&mut tx, target, id).await? {
-        return Err(StoreError::Conflict("a folder cannot be copied into itself".into()));
+        return Err(StoreError::Conflict(
+            "a folder cannot be copied into itself".into(),
+        ));
     }
     let rows = sqlx::query("WITH RECURSIVE sub(id, depth) AS (SELECT id, 0 FROM nodes WHERE id = $1 UNION ALL SELECT n.id, sub.depth + 1 FROM nodes n JOIN sub ON n.parent_id = sub.id WHERE n.trashed_at IS NULL) \
         SELECT n.id, n.parent_id, n.is_file, n.name, n.size, v.blob_id, sub.depth FROM sub JOIN nodes n ON n.id = sub.id LEFT JOIN file_versions v ON v.id = n.current_version_id ORDER BY sub.depth")
         .bind(id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-    let total: i64 = rows.iter().map(|r| r.int("size").unwrap_or(0)).filter(|_| true).sum::<i64>();
+    let total: i64 = rows
+        .iter()
+        .map(|r| r.int("size").unwrap_or(0))
+        .filter(|_| true)
+        .sum::<i64>();
     let file_total: i64 = rows
         .iter()
         .filter(|r| r.flag("is_file").unwrap_or(false))
@@ -458,9 +577,17 @@ pub async fn copy(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeId, 
         let is_file = r.flag("is_file")?;
         let new_id = NodeId::new();
         let (parent, name) = if root_new.is_none() {
-            (target, new_name.map(|n| n.as_str().to_string()).unwrap_or(r.str("name")?))
+            (
+                target,
+                new_name
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or(r.str("name")?),
+            )
         } else {
-            let p = r.opt_str("parent_id")?.and_then(|p| map.get(&p).copied()).ok_or(StoreError::Internal("copy: orphan".into()))?;
+            let p = r
+                .opt_str("parent_id")?
+                .and_then(|p| map.get(&p).copied())
+                .ok_or(StoreError::Internal("copy: orphan".into()))?;
             (p, r.str("name")?)
         };
         sqlx::query("INSERT INTO nodes (id, project_id, org_id, parent_id, is_file, name, size, created_at, created_by, modified_at, modified_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $9)")
@@ -478,7 +605,16 @@ pub async fn copy(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeId, 
             .map_err(|e| name_taken(e.into()))?;
         if is_file {
             let blob: BlobId = r.id("blob_id")?;
-            insert_version(&mut tx, g.project_id(), g.org_id(), new_id, blob, r.int("size")?, user).await?;
+            insert_version(
+                &mut tx,
+                g.project_id(),
+                g.org_id(),
+                new_id,
+                blob,
+                r.int("size")?,
+                user,
+            )
+            .await?;
         }
         map.insert(old_id, new_id);
         root_new.get_or_insert(new_id);
@@ -501,7 +637,9 @@ pub async fn trash(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeId)
     let mut tx = db.write.begin().await?;
     let n = load(&mut *tx, g.project_id(), id, true).await?;
     if n.parent_id.is_none() {
-        return Err(StoreError::Invalid("the project's root folder cannot be deleted".into()));
+        return Err(StoreError::Invalid(
+            "the project's root folder cannot be deleted".into(),
+        ));
     }
     let batch = NodeId::new().to_string();
     let now = now_micros();
@@ -513,8 +651,14 @@ pub async fn trash(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeId)
         .bind(&batch)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE nodes SET trash_root = 1 WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
-    let ev = AuditEvent::new("node.trash", Outcome::Success).project(g.org_id(), g.project_id()).node(id).name(n.name);
+    sqlx::query("UPDATE nodes SET trash_root = 1 WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let ev = AuditEvent::new("node.trash", Outcome::Success)
+        .project(g.org_id(), g.project_id())
+        .node(id)
+        .name(n.name);
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     Ok(())
@@ -528,9 +672,16 @@ pub async fn list_trash(db: &Db, g: &ProjectGrant<Read>) -> Result<Vec<Node>> {
     rows.iter().map(node_from_row).collect()
 }
 
-async fn trashed_root(tx: &mut Transaction<'_, Any>, project: ProjectId, id: NodeId) -> Result<(Node, String)> {
+async fn trashed_root(
+    tx: &mut Transaction<'_, Any>,
+    project: ProjectId,
+    id: NodeId,
+) -> Result<(Node, String)> {
     let n = load(&mut **tx, project, id, false).await?;
-    let r = sqlx::query("SELECT trash_root, trash_batch FROM nodes WHERE id = $1").bind(id.to_string()).fetch_one(&mut **tx).await?;
+    let r = sqlx::query("SELECT trash_root, trash_batch FROM nodes WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
     if n.trashed_at.is_none() || !r.flag("trash_root")? {
         return Err(StoreError::NotFound);
     }
@@ -539,7 +690,13 @@ async fn trashed_root(tx: &mut Transaction<'_, Any>, project: ProjectId, id: Nod
 
 /// Restore a trashed item to where it was (or the root, if that folder is
 /// gone), optionally under a new name when the old one is taken.
-pub async fn restore(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeId, new_name: Option<&FileName>) -> Result<Node> {
+pub async fn restore(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    id: NodeId,
+    new_name: Option<&FileName>,
+) -> Result<Node> {
     let mut tx = db.write.begin().await?;
     let (n, batch) = trashed_root(&mut tx, g.project_id(), id).await?;
     let parent_live = match n.parent_id {
@@ -549,10 +706,15 @@ pub async fn restore(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeI
     let parent = if parent_live {
         n.parent_id.ok_or(StoreError::NotFound)?
     } else {
-        let r = sqlx::query("SELECT root_node_id FROM projects WHERE id = $1").bind(g.project_id().to_string()).fetch_one(&mut *tx).await?;
+        let r = sqlx::query("SELECT root_node_id FROM projects WHERE id = $1")
+            .bind(g.project_id().to_string())
+            .fetch_one(&mut *tx)
+            .await?;
         r.id("root_node_id")?
     };
-    let name = new_name.map(|x| x.as_str().to_string()).unwrap_or(n.name.clone());
+    let name = new_name
+        .map(|x| x.as_str().to_string())
+        .unwrap_or(n.name.clone());
     sqlx::query("UPDATE nodes SET trashed_at = NULL, trashed_by = NULL, trash_batch = NULL WHERE trash_batch = $1 AND project_id = $2")
         .bind(&batch)
         .bind(g.project_id().to_string())
@@ -564,8 +726,15 @@ pub async fn restore(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeI
         .bind(id.to_string())
         .execute(&mut *tx)
         .await
-        .map_err(|e| StoreError::from(e).conflict_on_unique("an item with this name already exists where it would be restored; give a new name"))?;
-    let ev = AuditEvent::new("node.restore", Outcome::Success).project(g.org_id(), g.project_id()).node(id).name(name);
+        .map_err(|e| {
+            StoreError::from(e).conflict_on_unique(
+                "an item with this name already exists where it would be restored; give a new name",
+            )
+        })?;
+    let ev = AuditEvent::new("node.restore", Outcome::Success)
+        .project(g.org_id(), g.project_id())
+        .node(id)
+        .name(name);
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     load(&db.read, g.project_id(), id, true).await
@@ -573,7 +742,12 @@ pub async fn restore(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, id: NodeI
 
 /// Permanently delete a trashed item. Returns blobs no longer referenced,
 /// which the caller deletes from the blob store after the commit.
-pub async fn purge(db: &Db, g: &ProjectGrant<Purge>, ctx: &AuditCtx, id: NodeId) -> Result<Vec<BlobId>> {
+pub async fn purge(
+    db: &Db,
+    g: &ProjectGrant<Purge>,
+    ctx: &AuditCtx,
+    id: NodeId,
+) -> Result<Vec<BlobId>> {
     let mut tx = db.write.begin().await?;
     let (n, _) = trashed_root(&mut tx, g.project_id(), id).await?;
     let rows = sqlx::query("WITH RECURSIVE sub(id, depth) AS (SELECT id, 0 FROM nodes WHERE id = $1 UNION ALL SELECT n.id, sub.depth + 1 FROM nodes n JOIN sub ON n.parent_id = sub.id) SELECT id, depth FROM sub ORDER BY depth DESC")
@@ -584,21 +758,36 @@ pub async fn purge(db: &Db, g: &ProjectGrant<Purge>, ctx: &AuditCtx, id: NodeId)
     let mut blobs: Vec<String> = Vec::new();
     for r in &rows {
         let nid = r.str("id")?;
-        let vs = sqlx::query("SELECT blob_id, size FROM file_versions WHERE node_id = $1").bind(&nid).fetch_all(&mut *tx).await?;
+        let vs = sqlx::query("SELECT blob_id, size FROM file_versions WHERE node_id = $1")
+            .bind(&nid)
+            .fetch_all(&mut *tx)
+            .await?;
         for v in &vs {
             freed_bytes += v.int("size")?;
             blobs.push(v.str("blob_id")?);
         }
-        sqlx::query("DELETE FROM file_versions WHERE node_id = $1").bind(&nid).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM nodes WHERE id = $1").bind(&nid).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM file_versions WHERE node_id = $1")
+            .bind(&nid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(&nid)
+            .execute(&mut *tx)
+            .await?;
     }
     blobs.sort();
     blobs.dedup();
     let mut unreferenced = Vec::new();
     for b in blobs {
-        let c = sqlx::query("SELECT COUNT(*) AS c FROM file_versions WHERE blob_id = $1").bind(&b).fetch_one(&mut *tx).await?;
+        let c = sqlx::query("SELECT COUNT(*) AS c FROM file_versions WHERE blob_id = $1")
+            .bind(&b)
+            .fetch_one(&mut *tx)
+            .await?;
         if c.int("c")? == 0 {
-            sqlx::query("DELETE FROM blobs WHERE id = $1").bind(&b).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM blobs WHERE id = $1")
+                .bind(&b)
+                .execute(&mut *tx)
+                .await?;
             if let Ok(id) = b.parse() {
                 unreferenced.push(id);
             }
@@ -659,43 +848,69 @@ pub async fn versions(db: &Db, g: &ProjectGrant<Read>, file: NodeId) -> Result<V
     if !n.is_file() {
         return Err(StoreError::Invalid("not a file".into()));
     }
-    let rows = sqlx::query(&format!("{VERSION_SELECT} WHERE v.node_id = $1 AND v.project_id = $2 ORDER BY v.number DESC"))
-        .bind(file.to_string())
-        .bind(g.project_id().to_string())
-        .fetch_all(&db.read)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "{VERSION_SELECT} WHERE v.node_id = $1 AND v.project_id = $2 ORDER BY v.number DESC"
+    ))
+    .bind(file.to_string())
+    .bind(g.project_id().to_string())
+    .fetch_all(&db.read)
+    .await?;
     rows.iter().map(version_from_row).collect()
 }
 
 /// One version of a live file (`None`: the current one).
-pub async fn version<P: ProjectPermission>(db: &Db, g: &ProjectGrant<P>, file: NodeId, version: Option<VersionId>) -> Result<(Node, Version)> {
+pub async fn version<P: ProjectPermission>(
+    db: &Db,
+    g: &ProjectGrant<P>,
+    file: NodeId,
+    version: Option<VersionId>,
+) -> Result<(Node, Version)> {
     let n = load(&db.read, g.project_id(), file, true).await?;
     let vid = match version.or(n.current_version_id) {
         Some(v) if n.is_file() => v,
         _ => return Err(StoreError::Invalid("not a file".into())),
     };
-    let row = sqlx::query(&format!("{VERSION_SELECT} WHERE v.id = $1 AND v.node_id = $2 AND v.project_id = $3"))
-        .bind(vid.to_string())
-        .bind(file.to_string())
-        .bind(g.project_id().to_string())
-        .fetch_optional(&db.read)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+    let row = sqlx::query(&format!(
+        "{VERSION_SELECT} WHERE v.id = $1 AND v.node_id = $2 AND v.project_id = $3"
+    ))
+    .bind(vid.to_string())
+    .bind(file.to_string())
+    .bind(g.project_id().to_string())
+    .fetch_optional(&db.read)
+    .await?
+    .ok_or(StoreError::NotFound)?;
     Ok((n, version_from_row(&row)?))
 }
 
 /// Make an old version current again, as a new version with the same content.
-pub async fn restore_version(db: &Db, g: &ProjectGrant<Write>, ctx: &AuditCtx, file: NodeId, from: VersionId) -> Result<Node> {
+pub async fn restore_version(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    file: NodeId,
+    from: VersionId,
+) -> Result<Node> {
     let (n, v) = version(db, g, file, Some(from)).await?;
     let mut tx = db.write.begin().await?;
     charge_quota(&mut tx, g.org_id(), v.size).await?;
-    let (vid, number) = insert_version(&mut tx, g.project_id(), g.org_id(), file, v.blob.id, v.size, g.user_id()).await?;
+    let (vid, number) = insert_version(
+        &mut tx,
+        g.project_id(),
+        g.org_id(),
+        file,
+        v.blob.id,
+        v.size,
+        g.user_id(),
+    )
+    .await?;
     let ev = AuditEvent::new("file.restore_version", Outcome::Success)
         .project(g.org_id(), g.project_id())
         .node(file)
         .version(vid)
         .name(n.name)
-        .detail(serde_json::json!({"from_version": from, "from_number": v.number, "number": number}));
+        .detail(
+            serde_json::json!({"from_version": from, "from_number": v.number, "number": number}),
+        );
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     load(&db.read, g.project_id(), file, true).await

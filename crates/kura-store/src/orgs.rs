@@ -39,7 +39,9 @@ const COLS: &str = "id, name, slug, is_platform, suspended, quota_bytes, used_by
 
 pub fn validate_slug(slug: &str) -> Result<()> {
     let ok = (2..=63).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-');
     if ok {
         Ok(())
@@ -67,11 +69,19 @@ pub struct NewOrg<'a> {
     pub is_platform: bool,
 }
 
-pub async fn create(db: &Db, keys: &Keyring, _g: &PlatformGrant, ctx: &AuditCtx, n: NewOrg<'_>) -> Result<Org> {
+pub async fn create(
+    db: &Db,
+    keys: &Keyring,
+    _g: &PlatformGrant,
+    ctx: &AuditCtx,
+    n: NewOrg<'_>,
+) -> Result<Org> {
     let name = validate_display("name", n.name, 200)?;
     validate_slug(n.slug)?;
     if n.quota_bytes < 0 {
-        return Err(StoreError::Invalid("quota_bytes must not be negative".into()));
+        return Err(StoreError::Invalid(
+            "quota_bytes must not be negative".into(),
+        ));
     }
     let id = OrgId::new();
     let (_key, wrapped) = keys.new_org_key(id);
@@ -88,7 +98,9 @@ pub async fn create(db: &Db, keys: &Keyring, _g: &PlatformGrant, ctx: &AuditCtx,
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from(e).conflict_on_unique("an organization with this slug already exists"))?;
-    let ev = AuditEvent::new("org.create", Outcome::Success).org(id).name(name.clone());
+    let ev = AuditEvent::new("org.create", Outcome::Success)
+        .org(id)
+        .name(name.clone());
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     get_any(db, id).await
@@ -130,7 +142,13 @@ pub struct OrgChanges {
     pub suspended: Option<bool>,
 }
 
-pub async fn update(db: &Db, _g: &PlatformGrant, ctx: &AuditCtx, id: OrgId, c: OrgChanges) -> Result<Org> {
+pub async fn update(
+    db: &Db,
+    _g: &PlatformGrant,
+    ctx: &AuditCtx,
+    id: OrgId,
+    c: OrgChanges,
+) -> Result<Org> {
     let mut tx = db.write.begin().await?;
     let exists = sqlx::query("SELECT id FROM orgs WHERE id = $1")
         .bind(id.to_string())
@@ -141,13 +159,23 @@ pub async fn update(db: &Db, _g: &PlatformGrant, ctx: &AuditCtx, id: OrgId, c: O
     }
     if let Some(name) = &c.name {
         let name = validate_display("name", name, 200)?;
-        sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2").bind(name).bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     if let Some(q) = c.quota_bytes {
         if q < 0 {
-            return Err(StoreError::Invalid("quota_bytes must not be negative".into()));
+            return Err(StoreError::Invalid(
+                "quota_bytes must not be negative".into(),
+            ));
         }
-        sqlx::query("UPDATE orgs SET quota_bytes = $1 WHERE id = $2").bind(q).bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("UPDATE orgs SET quota_bytes = $1 WHERE id = $2")
+            .bind(q)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     if let Some(s) = c.suspended {
         sqlx::query("UPDATE orgs SET suspended = $1 WHERE id = $2")
@@ -156,8 +184,16 @@ pub async fn update(db: &Db, _g: &PlatformGrant, ctx: &AuditCtx, id: OrgId, c: O
             .execute(&mut *tx)
             .await?;
     }
-    let detail = serde_json::json!({"name": c.name, "quota_bytes": c.quota_bytes, "suspended": c.suspended});
-    audit::append(&mut tx, ctx, &AuditEvent::new("org.update", Outcome::Success).org(id).detail(detail)).await?;
+    let detail =
+        serde_json::json!({"name": c.name, "quota_bytes": c.quota_bytes, "suspended": c.suspended});
+    audit::append(
+        &mut tx,
+        ctx,
+        &AuditEvent::new("org.update", Outcome::Success)
+            .org(id)
+            .detail(detail),
+    )
+    .await?;
     tx.commit().await?;
     get_any(db, id).await
 }

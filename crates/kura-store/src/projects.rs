@@ -6,7 +6,10 @@ use crate::error::{Result, StoreError};
 use crate::orgs::validate_display;
 use crate::time::now_micros;
 use kura_core::policy::{Administer, Read};
-use kura_core::{Actor, NodeId, OrgAction, OrgGrant, OrgId, ProjectFacts, ProjectGrant, ProjectId, ProjectRole, UserId};
+use kura_core::{
+    Actor, NodeId, OrgAction, OrgGrant, OrgId, ProjectFacts, ProjectGrant, ProjectId, ProjectRole,
+    UserId,
+};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
@@ -34,7 +37,13 @@ fn from_row(r: &AnyRow) -> Result<Project> {
     })
 }
 
-pub async fn create(db: &Db, g: &OrgGrant, ctx: &AuditCtx, creator: UserId, name: &str) -> Result<Project> {
+pub async fn create(
+    db: &Db,
+    g: &OrgGrant,
+    ctx: &AuditCtx,
+    creator: UserId,
+    name: &str,
+) -> Result<Project> {
     if g.action() != OrgAction::CreateProject {
         return Err(StoreError::Denied(kura_core::Denied::Forbidden));
     }
@@ -67,7 +76,9 @@ pub async fn create(db: &Db, g: &OrgGrant, ctx: &AuditCtx, creator: UserId, name
         .bind(creator.to_string())
         .execute(&mut *tx)
         .await?;
-    let ev = AuditEvent::new("project.create", Outcome::Success).project(org, id).name(name);
+    let ev = AuditEvent::new("project.create", Outcome::Success)
+        .project(org, id)
+        .name(name);
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     let row = sqlx::query("SELECT p.*, 'owner' AS role FROM projects p WHERE p.id = $1")
@@ -123,7 +134,12 @@ pub async fn list_for(db: &Db, actor: &Actor) -> Result<Vec<Project>> {
     rows.iter().map(from_row).collect()
 }
 
-pub async fn rename(db: &Db, g: &ProjectGrant<Administer>, ctx: &AuditCtx, name: &str) -> Result<Project> {
+pub async fn rename(
+    db: &Db,
+    g: &ProjectGrant<Administer>,
+    ctx: &AuditCtx,
+    name: &str,
+) -> Result<Project> {
     let name = validate_display("name", name, 200)?;
     let mut tx = db.write.begin().await?;
     sqlx::query("UPDATE projects SET name = $1 WHERE id = $2")
@@ -131,7 +147,9 @@ pub async fn rename(db: &Db, g: &ProjectGrant<Administer>, ctx: &AuditCtx, name:
         .bind(g.project_id().to_string())
         .execute(&mut *tx)
         .await?;
-    let ev = AuditEvent::new("project.rename", Outcome::Success).project(g.org_id(), g.project_id()).name(name);
+    let ev = AuditEvent::new("project.rename", Outcome::Success)
+        .project(g.org_id(), g.project_id())
+        .name(name);
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     get_by_id(db, g.project_id(), g.user_id()).await
@@ -139,6 +157,8 @@ pub async fn rename(db: &Db, g: &ProjectGrant<Administer>, ctx: &AuditCtx, name:
 
 /// Every project, for the local CLI.
 pub async fn list_all(db: &Db) -> Result<Vec<Project>> {
-    let rows = sqlx::query("SELECT p.*, NULL AS role FROM projects p ORDER BY p.name").fetch_all(&db.read).await?;
+    let rows = sqlx::query("SELECT p.*, NULL AS role FROM projects p ORDER BY p.name")
+        .fetch_all(&db.read)
+        .await?;
     rows.iter().map(from_row).collect()
 }

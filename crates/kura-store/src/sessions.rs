@@ -27,7 +27,13 @@ pub struct NewSession {
 }
 
 /// Create a session for `user` (the caller verified the password).
-pub async fn create(db: &Db, ctx: &AuditCtx, user: UserId, org: OrgId, policy: SessionPolicy) -> Result<NewSession> {
+pub async fn create(
+    db: &Db,
+    ctx: &AuditCtx,
+    user: UserId,
+    org: OrgId,
+    policy: SessionPolicy,
+) -> Result<NewSession> {
     let id = SessionId::new();
     let token = random_token("kses");
     let csrf = random_token("kcsrf");
@@ -48,9 +54,19 @@ pub async fn create(db: &Db, ctx: &AuditCtx, user: UserId, org: OrgId, policy: S
         .await?;
     let mut ctx = ctx.clone();
     ctx.credential = Some(format!("session:{id}"));
-    audit::append(&mut tx, &ctx, &AuditEvent::new("auth.login", Outcome::Success).org(org)).await?;
+    audit::append(
+        &mut tx,
+        &ctx,
+        &AuditEvent::new("auth.login", Outcome::Success).org(org),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(NewSession { id, token, csrf_token: csrf, absolute_expires_at: abs })
+    Ok(NewSession {
+        id,
+        token,
+        csrf_token: csrf,
+        absolute_expires_at: abs,
+    })
 }
 
 /// A resolved, currently valid credential.
@@ -71,7 +87,11 @@ pub enum Rejected {
     OrgSuspended,
 }
 
-pub async fn resolve_session(db: &Db, token: &str, policy: SessionPolicy) -> Result<Result<Resolved, Rejected>> {
+pub async fn resolve_session(
+    db: &Db,
+    token: &str,
+    policy: SessionPolicy,
+) -> Result<Result<Resolved, Rejected>> {
     let row = sqlx::query(
         "SELECT s.id, s.user_id, s.csrf_digest, s.last_seen_at, s.absolute_expires_at, s.revoked_at, \
          u.org_id, u.disabled, u.org_admin, u.platform_admin, o.suspended \
@@ -81,13 +101,16 @@ pub async fn resolve_session(db: &Db, token: &str, policy: SessionPolicy) -> Res
     .bind(token_digest(token))
     .fetch_optional(&db.read)
     .await?;
-    let Some(r) = row else { return Ok(Err(Rejected::Unknown)) };
+    let Some(r) = row else {
+        return Ok(Err(Rejected::Unknown));
+    };
     let now = now_micros();
     if r.opt_int("revoked_at")?.is_some() {
         return Ok(Err(Rejected::Revoked));
     }
     let last_seen = r.int("last_seen_at")?;
-    if now >= r.int("absolute_expires_at")? || now - last_seen >= policy.idle_secs * MICROS_PER_SEC {
+    if now >= r.int("absolute_expires_at")? || now - last_seen >= policy.idle_secs * MICROS_PER_SEC
+    {
         return Ok(Err(Rejected::Expired));
     }
     if r.flag("disabled")? {
@@ -117,19 +140,29 @@ pub async fn resolve_session(db: &Db, token: &str, policy: SessionPolicy) -> Res
     }))
 }
 
-pub async fn revoke(db: &Db, ctx: &AuditCtx, user: UserId, org: OrgId, id: SessionId) -> Result<()> {
+pub async fn revoke(
+    db: &Db,
+    ctx: &AuditCtx,
+    user: UserId,
+    org: OrgId,
+    id: SessionId,
+) -> Result<()> {
     let mut tx = db.write.begin().await?;
-    let n = sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL")
-        .bind(now_micros())
-        .bind(id.to_string())
-        .bind(user.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let n = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now_micros())
+    .bind(id.to_string())
+    .bind(user.to_string())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    let ev = AuditEvent::new("auth.session_revoke", Outcome::Success).org(org).detail(serde_json::json!({"session_id": id}));
+    let ev = AuditEvent::new("auth.session_revoke", Outcome::Success)
+        .org(org)
+        .detail(serde_json::json!({"session_id": id}));
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     Ok(())
@@ -187,10 +220,19 @@ pub struct TokenInfo {
     pub last_used_at: Option<i64>,
 }
 
-pub async fn create_token(db: &Db, ctx: &AuditCtx, actor: &Actor, name: &str, read_only: bool, ttl_days: i64) -> Result<(TokenInfo, String)> {
+pub async fn create_token(
+    db: &Db,
+    ctx: &AuditCtx,
+    actor: &Actor,
+    name: &str,
+    read_only: bool,
+    ttl_days: i64,
+) -> Result<(TokenInfo, String)> {
     let name = crate::orgs::validate_display("name", name, 100)?;
     if !(1..=366).contains(&ttl_days) {
-        return Err(StoreError::Invalid("expires_in_days must be between 1 and 366".into()));
+        return Err(StoreError::Invalid(
+            "expires_in_days must be between 1 and 366".into(),
+        ));
     }
     let id = TokenId::new();
     let secret = random_token("kura");
@@ -214,7 +256,17 @@ pub async fn create_token(db: &Db, ctx: &AuditCtx, actor: &Actor, name: &str, re
         .detail(serde_json::json!({"token_id": id, "read_only": read_only, "expires_at": exp}));
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
-    Ok((TokenInfo { id, name, read_only, created_at: now, expires_at: exp, last_used_at: None }, secret))
+    Ok((
+        TokenInfo {
+            id,
+            name,
+            read_only,
+            created_at: now,
+            expires_at: exp,
+            last_used_at: None,
+        },
+        secret,
+    ))
 }
 
 pub async fn list_tokens(db: &Db, user: UserId) -> Result<Vec<TokenInfo>> {
@@ -248,7 +300,9 @@ pub async fn revoke_token(db: &Db, ctx: &AuditCtx, actor: &Actor, id: TokenId) -
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    let ev = AuditEvent::new("auth.token_revoke", Outcome::Success).org(actor.org_id).detail(serde_json::json!({"token_id": id}));
+    let ev = AuditEvent::new("auth.token_revoke", Outcome::Success)
+        .org(actor.org_id)
+        .detail(serde_json::json!({"token_id": id}));
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     Ok(())
@@ -264,7 +318,9 @@ pub async fn resolve_token(db: &Db, secret: &str) -> Result<Result<Resolved, Rej
     .bind(token_digest(secret))
     .fetch_optional(&db.read)
     .await?;
-    let Some(r) = row else { return Ok(Err(Rejected::Unknown)) };
+    let Some(r) = row else {
+        return Ok(Err(Rejected::Unknown));
+    };
     let now = now_micros();
     if r.opt_int("revoked_at")?.is_some() {
         return Ok(Err(Rejected::Revoked));
@@ -279,7 +335,9 @@ pub async fn resolve_token(db: &Db, secret: &str) -> Result<Result<Resolved, Rej
         return Ok(Err(Rejected::OrgSuspended));
     }
     let id: TokenId = r.id("id")?;
-    if r.opt_int("last_used_at")?.is_none_or(|t| now - t > 60 * MICROS_PER_SEC) {
+    if r.opt_int("last_used_at")?
+        .is_none_or(|t| now - t > 60 * MICROS_PER_SEC)
+    {
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id.to_string())
@@ -292,7 +350,10 @@ pub async fn resolve_token(db: &Db, secret: &str) -> Result<Result<Resolved, Rej
             org_id: r.id("org_id")?,
             org_admin: r.flag("org_admin")?,
             platform_admin: r.flag("platform_admin")?,
-            credential: Credential::Token { id, read_only: r.flag("read_only")? },
+            credential: Credential::Token {
+                id,
+                read_only: r.flag("read_only")?,
+            },
         },
         csrf_digest: None,
     }))

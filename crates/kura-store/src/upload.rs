@@ -10,7 +10,9 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use kura_core::BlobId;
-use kura_crypto::{ChunkCipher, ChunkLayout, DataKey, Digest, OrgKey, Sha256, CHUNK_SIZE, TAG_SIZE};
+use kura_crypto::{
+    ChunkCipher, ChunkLayout, DataKey, Digest, OrgKey, Sha256, CHUNK_SIZE, TAG_SIZE,
+};
 use std::ops::Range;
 
 /// What the metadata store keeps about an encrypted blob.
@@ -33,7 +35,12 @@ pub struct Limits {
 }
 
 /// Encrypt `body` into a new blob. On any error the partial blob is removed.
-pub async fn encrypt_to_blob<S, E>(blobs: &BlobStore, org_key: &OrgKey, body: S, limits: Limits) -> Result<BlobMeta>
+pub async fn encrypt_to_blob<S, E>(
+    blobs: &BlobStore,
+    org_key: &OrgKey,
+    body: S,
+    limits: Limits,
+) -> Result<BlobMeta>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -43,7 +50,12 @@ where
     let ctx = blob_context(id);
     let (cipher, nonce_prefix) = ChunkCipher::new_for_blob(&key, &ctx);
     let mut writer = blobs.writer(id).await?;
-    let mut state = Sealer { cipher, index: 0, hasher: Sha256::new(), size: 0 };
+    let mut state = Sealer {
+        cipher,
+        index: 0,
+        hasher: Sha256::new(),
+        size: 0,
+    };
     let result = pump(&mut writer, &mut state, body, &limits).await;
     match result {
         Ok(()) => {
@@ -71,7 +83,12 @@ struct Sealer {
 }
 
 impl Sealer {
-    async fn emit(&mut self, w: &mut object_store::WriteMultipart, mut chunk: Vec<u8>, last: bool) -> Result<()> {
+    async fn emit(
+        &mut self,
+        w: &mut object_store::WriteMultipart,
+        mut chunk: Vec<u8>,
+        last: bool,
+    ) -> Result<()> {
         self.cipher
             .seal(self.index, last, &mut chunk)
             .map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -82,7 +99,12 @@ impl Sealer {
     }
 }
 
-async fn pump<S, E>(w: &mut object_store::WriteMultipart, st: &mut Sealer, mut body: S, limits: &Limits) -> Result<()>
+async fn pump<S, E>(
+    w: &mut object_store::WriteMultipart,
+    st: &mut Sealer,
+    mut body: S,
+    limits: &Limits,
+) -> Result<()>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -111,7 +133,10 @@ where
                 if let Some(p) = pending.take() {
                     st.emit(w, p, false).await?;
                 }
-                pending = Some(std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_SIZE + TAG_SIZE)));
+                pending = Some(std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(CHUNK_SIZE + TAG_SIZE),
+                ));
             }
         }
     }
@@ -141,13 +166,22 @@ pub struct OpenedRange {
 
 /// Open `range` (plaintext offsets, `start < end` unless the file is empty)
 /// of the blob. The whole-file digest is verified when the range is the whole file.
-pub async fn open_range(blobs: &BlobStore, org_key: &OrgKey, meta: &BlobMeta, range: Range<u64>) -> Result<OpenedRange> {
+pub async fn open_range(
+    blobs: &BlobStore,
+    org_key: &OrgKey,
+    meta: &BlobMeta,
+    range: Range<u64>,
+) -> Result<OpenedRange> {
     let ctx = blob_context(meta.id);
     let key = org_key.unwrap_data_key(&meta.wrapped_key, &ctx)?;
     let cipher = ChunkCipher::open(&key, &meta.nonce_prefix, &ctx);
     let layout = ChunkLayout::new(meta.size);
     let first = layout.chunk_of(range.start);
-    let last = if range.end == 0 { 0 } else { layout.chunk_of(range.end - 1) };
+    let last = if range.end == 0 {
+        0
+    } else {
+        layout.chunk_of(range.end - 1)
+    };
     let ct_range = layout.ciphertext_range(first, last);
     let source = blobs.read_range(meta.id, ct_range).await?;
     let whole = range.start == 0 && range.end == meta.size;
@@ -176,7 +210,10 @@ pub async fn open_range(blobs: &BlobStore, org_key: &OrgKey, meta: &BlobMeta, ra
         }
     })
     .boxed();
-    Ok(OpenedRange { first: first_piece, rest })
+    Ok(OpenedRange {
+        first: first_piece,
+        rest,
+    })
 }
 
 struct ChunkReader {
@@ -203,13 +240,24 @@ impl ChunkReader {
         }
         let idx = self.next;
         let is_last = self.layout.is_last(idx);
-        let plain_len = if is_last { self.layout.size - idx * CHUNK_SIZE as u64 } else { CHUNK_SIZE as u64 };
+        let plain_len = if is_last {
+            self.layout.size - idx * CHUNK_SIZE as u64
+        } else {
+            CHUNK_SIZE as u64
+        };
         let want = plain_len as usize + TAG_SIZE;
         while self.carry.len() < want {
             match self.source.next().await {
                 Some(Ok(b)) => self.carry.extend_from_slice(&b),
-                Some(Err(e)) => return Err(std::io::Error::other(format!("blob {}: {e}", self.blob))),
-                None => return Err(invalid(format!("blob {} is truncated at chunk {idx}", self.blob))),
+                Some(Err(e)) => {
+                    return Err(std::io::Error::other(format!("blob {}: {e}", self.blob)))
+                }
+                None => {
+                    return Err(invalid(format!(
+                        "blob {} is truncated at chunk {idx}",
+                        self.blob
+                    )))
+                }
             }
         }
         let mut chunk = self.carry.split_to(want).to_vec();
@@ -222,7 +270,10 @@ impl ChunkReader {
             if is_last {
                 let got = hex::encode(self.hasher.take().map(|h| h.finalize()).unwrap_or_default());
                 if got != self.expected {
-                    return Err(invalid(format!("blob {}: plaintext digest mismatch", self.blob)));
+                    return Err(invalid(format!(
+                        "blob {}: plaintext digest mismatch",
+                        self.blob
+                    )));
                 }
             }
         }
@@ -230,13 +281,23 @@ impl ChunkReader {
         let from = self.range.start.saturating_sub(chunk_start) as usize;
         let to = ((self.range.end - chunk_start) as usize).min(chunk.len());
         let mut bytes = Bytes::from(chunk);
-        Ok(Some(if from < to { bytes.split_off(from).split_to(to - from) } else { Bytes::new() }))
+        Ok(Some(if from < to {
+            bytes.split_off(from).split_to(to - from)
+        } else {
+            Bytes::new()
+        }))
     }
 }
 
 /// Read and verify a whole blob (fsck); returns Err with a reason if it fails.
-pub async fn verify_blob(blobs: &BlobStore, org_key: &OrgKey, meta: &BlobMeta) -> std::result::Result<(), String> {
-    let opened = open_range(blobs, org_key, meta, 0..meta.size).await.map_err(|e| e.to_string())?;
+pub async fn verify_blob(
+    blobs: &BlobStore,
+    org_key: &OrgKey,
+    meta: &BlobMeta,
+) -> std::result::Result<(), String> {
+    let opened = open_range(blobs, org_key, meta, 0..meta.size)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut rest = opened.rest;
     while let Some(piece) = rest.next().await {
         piece.map_err(|e| e.to_string())?;

@@ -22,7 +22,8 @@ pub struct User {
     pub created_at: i64,
 }
 
-const COLS: &str = "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at";
+const COLS: &str =
+    "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at";
 
 fn from_row(r: &AnyRow) -> Result<User> {
     Ok(User {
@@ -41,12 +42,15 @@ fn from_row(r: &AnyRow) -> Result<User> {
 pub fn normalize_email(email: &str) -> Result<String> {
     let e = email.trim().to_lowercase();
     let valid = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
         && !e.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(e)
     } else {
-        Err(StoreError::Invalid("email must look like name@example.org (at most 254 characters)".into()))
+        Err(StoreError::Invalid(
+            "email must look like name@example.org (at most 254 characters)".into(),
+        ))
     }
 }
 
@@ -54,10 +58,14 @@ pub fn normalize_email(email: &str) -> Result<String> {
 pub fn check_password_policy(password: &str) -> Result<()> {
     let n = password.chars().count();
     if n < 8 {
-        return Err(StoreError::Invalid("password must have at least 8 characters".into()));
+        return Err(StoreError::Invalid(
+            "password must have at least 8 characters".into(),
+        ));
     }
     if password.len() > 1024 {
-        return Err(StoreError::Invalid("password must be at most 1024 bytes".into()));
+        return Err(StoreError::Invalid(
+            "password must be at most 1024 bytes".into(),
+        ));
     }
     Ok(())
 }
@@ -130,11 +138,15 @@ pub async fn get_in_org(db: &Db, g: &OrgGrant, id: UserId) -> Result<User> {
 }
 
 pub async fn by_email(db: &Db, email: &str) -> Result<Option<(User, Option<String>)>> {
-    let Ok(email) = normalize_email(email) else { return Ok(None) };
-    let row = sqlx::query(&format!("SELECT {COLS}, password_hash FROM users WHERE email = $1"))
-        .bind(email)
-        .fetch_optional(&db.read)
-        .await?;
+    let Ok(email) = normalize_email(email) else {
+        return Ok(None);
+    };
+    let row = sqlx::query(&format!(
+        "SELECT {COLS}, password_hash FROM users WHERE email = $1"
+    ))
+    .bind(email)
+    .fetch_optional(&db.read)
+    .await?;
     match row {
         Some(r) => Ok(Some((from_row(&r)?, r.opt_str("password_hash")?))),
         None => Ok(None),
@@ -143,10 +155,12 @@ pub async fn by_email(db: &Db, email: &str) -> Result<Option<(User, Option<Strin
 
 pub async fn list(db: &Db, g: &OrgGrant) -> Result<Vec<User>> {
     require(g, OrgAction::ManageUsers)?;
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM users WHERE org_id = $1 ORDER BY email"))
-        .bind(g.org_id().to_string())
-        .fetch_all(&db.read)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM users WHERE org_id = $1 ORDER BY email"
+    ))
+    .bind(g.org_id().to_string())
+    .fetch_all(&db.read)
+    .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -156,32 +170,64 @@ pub struct UserChanges {
     pub disabled: Option<bool>,
 }
 
-pub async fn update(db: &Db, g: &OrgGrant, ctx: &AuditCtx, id: UserId, c: UserChanges) -> Result<User> {
+pub async fn update(
+    db: &Db,
+    g: &OrgGrant,
+    ctx: &AuditCtx,
+    id: UserId,
+    c: UserChanges,
+) -> Result<User> {
     require(g, OrgAction::ManageUsers)?;
     get_in_org(db, g, id).await?;
     let mut tx = db.write.begin().await?;
     if let Some(n) = &c.display_name {
         let n = validate_display("display_name", n, 200)?;
-        sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2").bind(n).bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2")
+            .bind(n)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     if let Some(a) = c.org_admin {
-        sqlx::query("UPDATE users SET org_admin = $1 WHERE id = $2").bind(i64::from(a)).bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("UPDATE users SET org_admin = $1 WHERE id = $2")
+            .bind(i64::from(a))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     if let Some(d) = c.disabled {
-        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2").bind(i64::from(d)).bind(id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(i64::from(d))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     if c.disabled == Some(true) || c.org_admin.is_some() {
         // A privilege change or a disabled account ends every session.
         crate::sessions::revoke_all_for_user_tx(&mut tx, id).await?;
     }
     let detail = serde_json::json!({"user_id": id, "display_name": c.display_name, "org_admin": c.org_admin, "disabled": c.disabled});
-    audit::append(&mut tx, ctx, &AuditEvent::new("user.update", Outcome::Success).org(g.org_id()).detail(detail)).await?;
+    audit::append(
+        &mut tx,
+        ctx,
+        &AuditEvent::new("user.update", Outcome::Success)
+            .org(g.org_id())
+            .detail(detail),
+    )
+    .await?;
     tx.commit().await?;
     get_any(db, id).await
 }
 
 /// Set a new password hash and end every session of the user.
-pub async fn set_password_hash(db: &Db, org: OrgId, ctx: &AuditCtx, id: UserId, hash: &str, action: &'static str) -> Result<()> {
+pub async fn set_password_hash(
+    db: &Db,
+    org: OrgId,
+    ctx: &AuditCtx,
+    id: UserId,
+    hash: &str,
+    action: &'static str,
+) -> Result<()> {
     let mut tx = db.write.begin().await?;
     let n = sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3 AND org_id = $4")
         .bind(hash)
@@ -195,12 +241,25 @@ pub async fn set_password_hash(db: &Db, org: OrgId, ctx: &AuditCtx, id: UserId, 
         return Err(StoreError::NotFound);
     }
     crate::sessions::revoke_all_for_user_tx(&mut tx, id).await?;
-    audit::append(&mut tx, ctx, &AuditEvent::new(action, Outcome::Success).org(org).detail(serde_json::json!({"user_id": id}))).await?;
+    audit::append(
+        &mut tx,
+        ctx,
+        &AuditEvent::new(action, Outcome::Success)
+            .org(org)
+            .detail(serde_json::json!({"user_id": id})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub async fn reset_password(db: &Db, g: &OrgGrant, ctx: &AuditCtx, id: UserId, hash: &str) -> Result<()> {
+pub async fn reset_password(
+    db: &Db,
+    g: &OrgGrant,
+    ctx: &AuditCtx,
+    id: UserId,
+    hash: &str,
+) -> Result<()> {
     require(g, OrgAction::ManageUsers)?;
     set_password_hash(db, g.org_id(), ctx, id, hash, "user.password_reset").await
 }
@@ -214,7 +273,9 @@ pub async fn count_platform_admins(db: &Db) -> Result<i64> {
 
 /// All users, for the local CLI.
 pub async fn list_all(db: &Db) -> Result<Vec<User>> {
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM users ORDER BY email")).fetch_all(&db.read).await?;
+    let rows = sqlx::query(&format!("SELECT {COLS} FROM users ORDER BY email"))
+        .fetch_all(&db.read)
+        .await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -231,7 +292,10 @@ pub async fn bootstrap_digest(db: &Db) -> Result<Option<String>> {
 
 pub async fn set_bootstrap_digest(db: &Db, digest: &str) -> Result<()> {
     let mut tx = db.write.begin().await?;
-    sqlx::query("DELETE FROM settings WHERE key = $1").bind(BOOTSTRAP_KEY).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM settings WHERE key = $1")
+        .bind(BOOTSTRAP_KEY)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)")
         .bind(BOOTSTRAP_KEY)
         .bind(digest)
@@ -243,15 +307,29 @@ pub async fn set_bootstrap_digest(db: &Db, digest: &str) -> Result<()> {
 
 /// Create the platform operators' organization (once) and the first
 /// platform administrator, and retire the bootstrap token, in one transaction.
-pub async fn bootstrap_admin(db: &Db, keys: &crate::Keyring, ctx: &AuditCtx, email: &str, display_name: &str, hash: &str) -> Result<User> {
+pub async fn bootstrap_admin(
+    db: &Db,
+    keys: &crate::Keyring,
+    ctx: &AuditCtx,
+    email: &str,
+    display_name: &str,
+    hash: &str,
+) -> Result<User> {
     let email = normalize_email(email)?;
     let name = validate_display("display_name", display_name, 200)?;
     let mut tx = db.write.begin().await?;
-    let admins = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE platform_admin = 1").fetch_one(&mut *tx).await?;
+    let admins = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE platform_admin = 1")
+        .fetch_one(&mut *tx)
+        .await?;
     if admins.int("n")? > 0 {
-        return Err(StoreError::Conflict("a platform administrator already exists".into()));
+        return Err(StoreError::Conflict(
+            "a platform administrator already exists".into(),
+        ));
     }
-    let org = match sqlx::query("SELECT id FROM orgs WHERE is_platform = 1").fetch_optional(&mut *tx).await? {
+    let org = match sqlx::query("SELECT id FROM orgs WHERE is_platform = 1")
+        .fetch_optional(&mut *tx)
+        .await?
+    {
         Some(r) => r.id("id")?,
         None => {
             let org = OrgId::new();
@@ -278,9 +356,57 @@ pub async fn bootstrap_admin(db: &Db, keys: &crate::Keyring, ctx: &AuditCtx, ema
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from(e).conflict_on_unique("a user with this email already exists"))?;
-    sqlx::query("DELETE FROM settings WHERE key = $1").bind(BOOTSTRAP_KEY).execute(&mut *tx).await?;
-    let ev = AuditEvent::new("platform.bootstrap", Outcome::Success).org(org).name(email).detail(serde_json::json!({"user_id": id}));
+    sqlx::query("DELETE FROM settings WHERE key = $1")
+        .bind(BOOTSTRAP_KEY)
+        .execute(&mut *tx)
+        .await?;
+    let ev = AuditEvent::new("platform.bootstrap", Outcome::Success)
+        .org(org)
+        .name(email)
+        .detail(serde_json::json!({"user_id": id}));
     audit::append(&mut tx, ctx, &ev).await?;
+    tx.commit().await?;
+    get_any(db, id).await
+}
+
+/// Account roles set by the local operator CLI (`kura admin set-role`).
+/// Project membership is deliberately not settable here: operators get no
+/// standing access to project contents.
+pub async fn set_account_roles(
+    db: &Db,
+    _g: &kura_core::PlatformGrant,
+    ctx: &AuditCtx,
+    id: UserId,
+    org_admin: Option<bool>,
+    platform_admin: Option<bool>,
+    disabled: Option<bool>,
+) -> Result<User> {
+    let u = get_any(db, id).await?;
+    let mut tx = db.write.begin().await?;
+    for (col, v) in [
+        ("org_admin", org_admin),
+        ("platform_admin", platform_admin),
+        ("disabled", disabled),
+    ] {
+        if let Some(v) = v {
+            // `col` comes from the fixed list above, never from input.
+            sqlx::query(&format!("UPDATE users SET {col} = $1 WHERE id = $2"))
+                .bind(i64::from(v))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    crate::sessions::revoke_all_for_user_tx(&mut tx, id).await?;
+    let detail = serde_json::json!({"user_id": id, "org_admin": org_admin, "platform_admin": platform_admin, "disabled": disabled});
+    audit::append(
+        &mut tx,
+        ctx,
+        &AuditEvent::new("user.set_role", Outcome::Success)
+            .org(u.org_id)
+            .detail(detail),
+    )
+    .await?;
     tx.commit().await?;
     get_any(db, id).await
 }

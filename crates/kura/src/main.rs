@@ -1,1 +1,90 @@
-fn main() {}
+//! `kura`: the one binary. A thin shim over the library crates.
+
+mod admin;
+mod config;
+mod open;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use config::{Config, Overrides};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kura",
+    version,
+    about = "Kura: zero-trust project information sharing"
+)]
+struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server
+    Serve(serve::ServeArgs),
+    /// Operator commands that act directly on the database (audited as "cli")
+    Admin {
+        #[command(subcommand)]
+        cmd: admin::AdminCmd,
+    },
+    /// Apply database migrations and exit
+    Migrate,
+    /// Verify every blob (existence, authentication tags, digests), sweep
+    /// orphans; exits non-zero if anything is missing or corrupt
+    Fsck(admin::FsckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kura: configuration error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config, matches!(cli.cmd, Cmd::Serve(_)));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kura: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Serve(args) => serve::run(config, args).await,
+            Cmd::Admin { cmd } => admin::run(config, cmd).await,
+            Cmd::Migrate => admin::migrate(config).await,
+            Cmd::Fsck(args) => admin::fsck(config, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kura: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(c: &Config, serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KURA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if c.log_format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

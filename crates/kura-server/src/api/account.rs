@@ -35,21 +35,43 @@ struct BootstrapReq {
     password: String,
 }
 
-async fn bootstrap(State(s): State<AppState>, Ctx(ctx): Ctx, ApiJson(req): ApiJson<BootstrapReq>) -> ApiResult<Response> {
+async fn bootstrap(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(req): ApiJson<BootstrapReq>,
+) -> ApiResult<Response> {
     let db = &s.store.db;
     let stored = kura_store::users::bootstrap_digest(db).await?;
     let ok = stored.as_deref().is_some_and(|d| {
-        kura_crypto::secrets::secrets_equal(kura_crypto::token_digest(&req.token).as_bytes(), d.as_bytes())
+        kura_crypto::secrets::secrets_equal(
+            kura_crypto::token_digest(&req.token).as_bytes(),
+            d.as_bytes(),
+        )
     });
     if !ok || users::count_platform_admins(db).await? > 0 {
         let ev = AuditEvent::new("platform.bootstrap", Outcome::Denied);
         s.record(&ctx, ev).await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "bootstrap-invalid", "the bootstrap token is invalid or was already used"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bootstrap-invalid",
+            "the bootstrap token is invalid or was already used",
+        ));
     }
     users::check_password_policy(&req.password)?;
     let pw = req.password.clone();
-    let hash = s.hash_blocking(move || kura_crypto::hash_password(&pw)).await?.map_err(|_| ApiError::internal())?;
-    let user = kura_store::users::bootstrap_admin(db, &s.store.keys, &ctx, &req.email, &req.display_name, &hash).await?;
+    let hash = s
+        .hash_blocking(move || kura_crypto::hash_password(&pw))
+        .await?
+        .map_err(|_| ApiError::internal())?;
+    let user = kura_store::users::bootstrap_admin(
+        db,
+        &s.store.keys,
+        &ctx,
+        &req.email,
+        &req.display_name,
+        &hash,
+    )
+    .await?;
     json_ok(StatusCode::CREATED, &user)
 }
 
@@ -59,7 +81,11 @@ struct LoginReq {
     password: String,
 }
 
-async fn login(State(s): State<AppState>, Ctx(ctx): Ctx, ApiJson(req): ApiJson<LoginReq>) -> ApiResult<Response> {
+async fn login(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(req): ApiJson<LoginReq>,
+) -> ApiResult<Response> {
     if req.email.len() > 254 || req.password.len() > 1024 {
         return Err(ApiError::bad_request("email or password too long"));
     }
@@ -69,18 +95,27 @@ async fn login(State(s): State<AppState>, Ctx(ctx): Ctx, ApiJson(req): ApiJson<L
         _ => (s.dummy_hash.to_string(), None),
     };
     let pw = req.password.clone();
-    let verified = s.hash_blocking(move || kura_crypto::verify_password(&pw, &hash)).await?;
+    let verified = s
+        .hash_blocking(move || kura_crypto::verify_password(&pw, &hash))
+        .await?;
     let active = match &user {
-        Some(u) if verified && !u.disabled => !orgs::get_any(&s.store.db, u.org_id).await?.suspended,
+        Some(u) if verified && !u.disabled => {
+            !orgs::get_any(&s.store.db, u.org_id).await?.suspended
+        }
         _ => false,
     };
     let Some(user) = user.filter(|_| active) else {
-        let mut ev = AuditEvent::new("auth.login", Outcome::Failure).name(req.email.trim().to_lowercase());
+        let mut ev =
+            AuditEvent::new("auth.login", Outcome::Failure).name(req.email.trim().to_lowercase());
         if let Some((u, _)) = &found {
             ev = ev.org(u.org_id).detail(json!({"user_id": u.id}));
         }
         s.record(&ctx, ev).await?;
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid-credentials", "invalid email or password"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-credentials",
+            "invalid email or password",
+        ));
     };
     let mut ctx = ctx;
     ctx.actor_user_id = Some(user.id);
@@ -94,8 +129,10 @@ async fn login(State(s): State<AppState>, Ctx(ctx): Ctx, ApiJson(req): ApiJson<L
         StatusCode::OK,
         &json!({"user": user, "session_id": sess.id, "csrf_token": sess.csrf_token, "expires_at": sess.absolute_expires_at}),
     )?;
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?,
+    );
     Ok(resp)
 }
 
@@ -105,11 +142,18 @@ fn clear_cookie() -> HeaderValue {
 
 async fn logout(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
     match a.actor.credential {
-        Credential::Session(id) => sessions::revoke(&s.store.db, &a.ctx, a.actor.user_id, a.actor.org_id, id).await?,
-        _ => return Err(ApiError::bad_request("logout applies to browser sessions; revoke API tokens instead")),
+        Credential::Session(id) => {
+            sessions::revoke(&s.store.db, &a.ctx, a.actor.user_id, a.actor.org_id, id).await?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "logout applies to browser sessions; revoke API tokens instead",
+            ))
+        }
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie());
     Ok(resp)
 }
 
@@ -126,24 +170,56 @@ struct PasswordReq {
     new_password: String,
 }
 
-async fn change_password(State(s): State<AppState>, a: Authed, ApiJson(req): ApiJson<PasswordReq>) -> ApiResult<Response> {
+async fn change_password(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiJson(req): ApiJson<PasswordReq>,
+) -> ApiResult<Response> {
     if req.current_password.len() > 1024 {
         return Err(ApiError::bad_request("password too long"));
     }
     users::check_password_policy(&req.new_password)?;
-    let Some((_, Some(hash))) = users::by_email(&s.store.db, &users::get_any(&s.store.db, a.actor.user_id).await?.email).await? else {
+    let Some((_, Some(hash))) = users::by_email(
+        &s.store.db,
+        &users::get_any(&s.store.db, a.actor.user_id).await?.email,
+    )
+    .await?
+    else {
         return Err(ApiError::forbidden());
     };
     let cur = req.current_password.clone();
-    if !s.hash_blocking(move || kura_crypto::verify_password(&cur, &hash)).await? {
-        s.record(&a.ctx, AuditEvent::new("user.password_change", Outcome::Failure).org(a.actor.org_id)).await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid-credentials", "the current password is wrong"));
+    if !s
+        .hash_blocking(move || kura_crypto::verify_password(&cur, &hash))
+        .await?
+    {
+        s.record(
+            &a.ctx,
+            AuditEvent::new("user.password_change", Outcome::Failure).org(a.actor.org_id),
+        )
+        .await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid-credentials",
+            "the current password is wrong",
+        ));
     }
     let new = req.new_password.clone();
-    let new_hash = s.hash_blocking(move || kura_crypto::hash_password(&new)).await?.map_err(|_| ApiError::internal())?;
-    users::set_password_hash(&s.store.db, a.actor.org_id, &a.ctx, a.actor.user_id, &new_hash, "user.password_change").await?;
+    let new_hash = s
+        .hash_blocking(move || kura_crypto::hash_password(&new))
+        .await?
+        .map_err(|_| ApiError::internal())?;
+    users::set_password_hash(
+        &s.store.db,
+        a.actor.org_id,
+        &a.ctx,
+        a.actor.user_id,
+        &new_hash,
+        "user.password_change",
+    )
+    .await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie());
     Ok(resp)
 }
 
@@ -153,16 +229,26 @@ async fn list_sessions(State(s): State<AppState>, a: Authed) -> ApiResult<Respon
         Credential::Session(id) => Some(id),
         _ => None,
     };
-    json_ok(StatusCode::OK, &json!({"items": list, "current_session_id": current}))
+    json_ok(
+        StatusCode::OK,
+        &json!({"items": list, "current_session_id": current}),
+    )
 }
 
-async fn revoke_session(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<SessionId>) -> ApiResult<Response> {
+async fn revoke_session(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<SessionId>,
+) -> ApiResult<Response> {
     sessions::revoke(&s.store.db, &a.ctx, a.actor.user_id, a.actor.org_id, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_tokens(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
-    json_ok(StatusCode::OK, &json!({"items": sessions::list_tokens(&s.store.db, a.actor.user_id).await?}))
+    json_ok(
+        StatusCode::OK,
+        &json!({"items": sessions::list_tokens(&s.store.db, a.actor.user_id).await?}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -179,15 +265,34 @@ fn default_ttl() -> i64 {
     90
 }
 
-async fn create_token(State(s): State<AppState>, a: Authed, ApiJson(req): ApiJson<TokenReq>) -> ApiResult<Response> {
+async fn create_token(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiJson(req): ApiJson<TokenReq>,
+) -> ApiResult<Response> {
     if matches!(a.actor.credential, Credential::Token { .. }) {
         return Err(ApiError::forbidden());
     }
-    let (info, secret) = sessions::create_token(&s.store.db, &a.ctx, &a.actor, &req.name, req.read_only, req.expires_in_days).await?;
-    json_ok(StatusCode::CREATED, &json!({"token": info, "secret": secret}))
+    let (info, secret) = sessions::create_token(
+        &s.store.db,
+        &a.ctx,
+        &a.actor,
+        &req.name,
+        req.read_only,
+        req.expires_in_days,
+    )
+    .await?;
+    json_ok(
+        StatusCode::CREATED,
+        &json!({"token": info, "secret": secret}),
+    )
 }
 
-async fn revoke_token(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<TokenId>) -> ApiResult<Response> {
+async fn revoke_token(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<TokenId>,
+) -> ApiResult<Response> {
     sessions::revoke_token(&s.store.db, &a.ctx, &a.actor, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

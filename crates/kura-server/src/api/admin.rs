@@ -50,10 +50,26 @@ struct CreateOrgReq {
     quota_bytes: Option<i64>,
 }
 
-async fn create_org(State(s): State<AppState>, a: Authed, ApiJson(req): ApiJson<CreateOrgReq>) -> ApiResult<Response> {
+async fn create_org(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiJson(req): ApiJson<CreateOrgReq>,
+) -> ApiResult<Response> {
     let g = s.platform_grant(&a.actor, &a.ctx, "org.create").await?;
     let quota = req.quota_bytes.unwrap_or(s.config.default_quota_bytes);
-    let org = orgs::create(&s.store.db, &s.store.keys, &g, &a.ctx, NewOrg { name: &req.name, slug: &req.slug, quota_bytes: quota, is_platform: false }).await?;
+    let org = orgs::create(
+        &s.store.db,
+        &s.store.keys,
+        &g,
+        &a.ctx,
+        NewOrg {
+            name: &req.name,
+            slug: &req.slug,
+            quota_bytes: quota,
+            is_platform: false,
+        },
+    )
+    .await?;
     json_ok(StatusCode::CREATED, &org)
 }
 
@@ -65,32 +81,79 @@ struct UpdateOrgReq {
     suspended: Option<bool>,
 }
 
-async fn update_org(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<OrgId>, ApiJson(req): ApiJson<UpdateOrgReq>) -> ApiResult<Response> {
+async fn update_org(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<OrgId>,
+    ApiJson(req): ApiJson<UpdateOrgReq>,
+) -> ApiResult<Response> {
     let g = s.platform_grant(&a.actor, &a.ctx, "org.update").await?;
     if req.suspended == Some(true) && id == a.actor.org_id {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "you cannot suspend your own organization"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "you cannot suspend your own organization",
+        ));
     }
-    let org = orgs::update(&s.store.db, &g, &a.ctx, id, OrgChanges { name: req.name, quota_bytes: req.quota_bytes, suspended: req.suspended }).await?;
+    let org = orgs::update(
+        &s.store.db,
+        &g,
+        &a.ctx,
+        id,
+        OrgChanges {
+            name: req.name,
+            quota_bytes: req.quota_bytes,
+            suspended: req.suspended,
+        },
+    )
+    .await?;
     json_ok(StatusCode::OK, &org)
 }
 
-async fn platform_audit(State(s): State<AppState>, a: Authed, ApiQuery(p): ApiQuery<AuditParams>) -> ApiResult<Response> {
+async fn platform_audit(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiQuery(p): ApiQuery<AuditParams>,
+) -> ApiResult<Response> {
     let g = s.platform_grant(&a.actor, &a.ctx, "audit.read").await?;
     let q = to_query(p)?;
     let limit = q.limit;
-    s.record(&a.ctx, AuditEvent::new("audit.read", Outcome::Success).org(a.actor.org_id).detail(json!({"scope": "platform"}))).await?;
-    page(trail::query(&s.store.db, AuditScope::Platform(&g), q).await?, limit)
+    s.record(
+        &a.ctx,
+        AuditEvent::new("audit.read", Outcome::Success)
+            .org(a.actor.org_id)
+            .detail(json!({"scope": "platform"})),
+    )
+    .await?;
+    page(
+        trail::query(&s.store.db, AuditScope::Platform(&g), q).await?,
+        limit,
+    )
 }
 
-async fn get_org(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<OrgId>) -> ApiResult<Response> {
+async fn get_org(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<OrgId>,
+) -> ApiResult<Response> {
     let g = s.org_grant(&a.actor, &a.ctx, id, OrgAction::View).await?;
     json_ok(StatusCode::OK, &orgs::get(&s.store.db, &g).await?)
 }
 
-async fn list_users(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<OrgId>) -> ApiResult<Response> {
-    let g = s.org_grant(&a.actor, &a.ctx, id, OrgAction::ManageUsers).await?;
+async fn list_users(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<OrgId>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, id, OrgAction::ManageUsers)
+        .await?;
     let items = users::list(&s.store.db, &g).await?;
-    s.record(&a.ctx, AuditEvent::new("user.list", Outcome::Success).org(id)).await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("user.list", Outcome::Success).org(id),
+    )
+    .await?;
     json_ok(StatusCode::OK, &json!({ "items": items }))
 }
 
@@ -104,13 +167,35 @@ struct CreateUserReq {
     org_admin: bool,
 }
 
-async fn create_user(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<OrgId>, ApiJson(req): ApiJson<CreateUserReq>) -> ApiResult<Response> {
-    let g = s.org_grant(&a.actor, &a.ctx, id, OrgAction::ManageUsers).await?;
+async fn create_user(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<OrgId>,
+    ApiJson(req): ApiJson<CreateUserReq>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, id, OrgAction::ManageUsers)
+        .await?;
     users::check_password_policy(&req.password)?;
     users::normalize_email(&req.email)?;
     let pw = req.password.clone();
-    let hash = s.hash_blocking(move || kura_crypto::hash_password(&pw)).await?.map_err(|_| ApiError::internal())?;
-    let u = users::create(&s.store.db, &g, &a.ctx, NewUser { email: &req.email, display_name: &req.display_name, password_hash: &hash, org_admin: req.org_admin, platform_admin: false }).await?;
+    let hash = s
+        .hash_blocking(move || kura_crypto::hash_password(&pw))
+        .await?
+        .map_err(|_| ApiError::internal())?;
+    let u = users::create(
+        &s.store.db,
+        &g,
+        &a.ctx,
+        NewUser {
+            email: &req.email,
+            display_name: &req.display_name,
+            password_hash: &hash,
+            org_admin: req.org_admin,
+            platform_admin: false,
+        },
+    )
+    .await?;
     json_ok(StatusCode::CREATED, &u)
 }
 
@@ -122,12 +207,34 @@ struct UpdateUserReq {
     disabled: Option<bool>,
 }
 
-async fn update_user(State(s): State<AppState>, a: Authed, ApiPath((org, user)): ApiPath<(OrgId, UserId)>, ApiJson(req): ApiJson<UpdateUserReq>) -> ApiResult<Response> {
-    let g = s.org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers).await?;
+async fn update_user(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((org, user)): ApiPath<(OrgId, UserId)>,
+    ApiJson(req): ApiJson<UpdateUserReq>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
+        .await?;
     if user == a.actor.user_id && (req.disabled == Some(true) || req.org_admin == Some(false)) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "you cannot disable yourself or remove your own admin role"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "you cannot disable yourself or remove your own admin role",
+        ));
     }
-    let u = users::update(&s.store.db, &g, &a.ctx, user, UserChanges { display_name: req.display_name, org_admin: req.org_admin, disabled: req.disabled }).await?;
+    let u = users::update(
+        &s.store.db,
+        &g,
+        &a.ctx,
+        user,
+        UserChanges {
+            display_name: req.display_name,
+            org_admin: req.org_admin,
+            disabled: req.disabled,
+        },
+    )
+    .await?;
     json_ok(StatusCode::OK, &u)
 }
 
@@ -137,12 +244,22 @@ struct ResetReq {
     password: String,
 }
 
-async fn reset_password(State(s): State<AppState>, a: Authed, ApiPath((org, user)): ApiPath<(OrgId, UserId)>, ApiJson(req): ApiJson<ResetReq>) -> ApiResult<Response> {
-    let g = s.org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers).await?;
+async fn reset_password(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((org, user)): ApiPath<(OrgId, UserId)>,
+    ApiJson(req): ApiJson<ResetReq>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
+        .await?;
     users::check_password_policy(&req.password)?;
     users::get_in_org(&s.store.db, &g, user).await?;
     let pw = req.password.clone();
-    let hash = s.hash_blocking(move || kura_crypto::hash_password(&pw)).await?.map_err(|_| ApiError::internal())?;
+    let hash = s
+        .hash_blocking(move || kura_crypto::hash_password(&pw))
+        .await?
+        .map_err(|_| ApiError::internal())?;
     users::reset_password(&s.store.db, &g, &a.ctx, user, &hash).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -33,7 +33,9 @@ pub struct AuditParams {
 }
 
 pub fn to_query(p: AuditParams) -> ApiResult<AuditQuery> {
-    if p.action.as_ref().is_some_and(|a| a.len() > 64) || p.outcome.as_ref().is_some_and(|a| a.len() > 16) {
+    if p.action.as_ref().is_some_and(|a| a.len() > 64)
+        || p.outcome.as_ref().is_some_and(|a| a.len() > 16)
+    {
         return Err(ApiError::bad_request("filter value too long"));
     }
     Ok(AuditQuery {
@@ -50,7 +52,11 @@ pub fn to_query(p: AuditParams) -> ApiResult<AuditQuery> {
 }
 
 pub fn page(events: Vec<trail::StoredEvent>, limit: i64) -> ApiResult<Response> {
-    let next = if events.len() as i64 >= limit.clamp(1, 1000) { events.last().map(|e| e.id) } else { None };
+    let next = if events.len() as i64 >= limit.clamp(1, 1000) {
+        events.last().map(|e| e.id)
+    } else {
+        None
+    };
     let items: Vec<_> = events
         .into_iter()
         .map(|e| {
@@ -59,14 +65,28 @@ pub fn page(events: Vec<trail::StoredEvent>, limit: i64) -> ApiResult<Response> 
             v
         })
         .collect();
-    json_ok(StatusCode::OK, &json!({"items": items, "next_before": next}))
+    json_ok(
+        StatusCode::OK,
+        &json!({"items": items, "next_before": next}),
+    )
 }
 
-async fn org_audit(State(s): State<AppState>, a: Authed, ApiPath(org): ApiPath<OrgId>, ApiQuery(p): ApiQuery<AuditParams>) -> ApiResult<Response> {
-    let g = s.org_grant(&a.actor, &a.ctx, org, OrgAction::ReadAudit).await?;
+async fn org_audit(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(org): ApiPath<OrgId>,
+    ApiQuery(p): ApiQuery<AuditParams>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, org, OrgAction::ReadAudit)
+        .await?;
     let q = to_query(p)?;
     let limit = q.limit;
-    s.record(&a.ctx, AuditEvent::new("audit.read", Outcome::Success).org(org)).await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("audit.read", Outcome::Success).org(org),
+    )
+    .await?;
     let events = trail::query(&s.store.db, AuditScope::Org(&g), q).await?;
     page(events, limit)
 }

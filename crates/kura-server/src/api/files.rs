@@ -29,12 +29,26 @@ pub fn routes(api: Api) -> Api {
     op!(api, post "/api/projects/{project_id}/files/{node_id}/versions/{version_id}/restore", "restore_version", "versions", "project:write", "none", "Make an old version current (as a new version)", restore_version)
 }
 
-async fn get_node(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>) -> ApiResult<Response> {
+async fn get_node(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, p).await?;
     let node = nodes::get(&s.store.db, &g, id).await?;
     let path = nodes::path(&s.store.db, &g, id).await?;
-    s.record(&a.ctx, AuditEvent::new("node.view", Outcome::Success).project(g.org_id(), p).node(id).name(node.name.clone())).await?;
-    let path: Vec<_> = path.iter().map(|n| json!({"id": n.id, "name": n.name})).collect();
+    s.record(
+        &a.ctx,
+        AuditEvent::new("node.view", Outcome::Success)
+            .project(g.org_id(), p)
+            .node(id)
+            .name(node.name.clone()),
+    )
+    .await?;
+    let path: Vec<_> = path
+        .iter()
+        .map(|n| json!({"id": n.id, "name": n.name}))
+        .collect();
     json_ok(StatusCode::OK, &json!({"node": node, "path": path}))
 }
 
@@ -45,14 +59,29 @@ struct UpdateReq {
     parent_id: Option<NodeId>,
 }
 
-async fn update_node(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>, ApiJson(req): ApiJson<UpdateReq>) -> ApiResult<Response> {
+async fn update_node(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+    ApiJson(req): ApiJson<UpdateReq>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Write>(&a.actor, &a.ctx, p).await?;
-    let name = req.name.as_deref().map(FileName::parse).transpose().map_err(kura_store::StoreError::from)?;
-    let node = nodes::rename_move(&s.store.db, &g, &a.ctx, id, name.as_ref(), req.parent_id).await?;
+    let name = req
+        .name
+        .as_deref()
+        .map(FileName::parse)
+        .transpose()
+        .map_err(kura_store::StoreError::from)?;
+    let node =
+        nodes::rename_move(&s.store.db, &g, &a.ctx, id, name.as_ref(), req.parent_id).await?;
     json_ok(StatusCode::OK, &node)
 }
 
-async fn trash_node(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>) -> ApiResult<Response> {
+async fn trash_node(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Write>(&a.actor, &a.ctx, p).await?;
     nodes::trash(&s.store.db, &g, &a.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -65,10 +94,28 @@ struct CopyReq {
     name: Option<String>,
 }
 
-async fn copy_node(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>, ApiJson(req): ApiJson<CopyReq>) -> ApiResult<Response> {
+async fn copy_node(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+    ApiJson(req): ApiJson<CopyReq>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Write>(&a.actor, &a.ctx, p).await?;
-    let name = req.name.as_deref().map(FileName::parse).transpose().map_err(kura_store::StoreError::from)?;
-    let node = nodes::copy(&s.store.db, &g, &a.ctx, id, req.target_folder_id, name.as_ref()).await?;
+    let name = req
+        .name
+        .as_deref()
+        .map(FileName::parse)
+        .transpose()
+        .map_err(kura_store::StoreError::from)?;
+    let node = nodes::copy(
+        &s.store.db,
+        &g,
+        &a.ctx,
+        id,
+        req.target_folder_id,
+        name.as_ref(),
+    )
+    .await?;
     json_ok(StatusCode::CREATED, &node)
 }
 
@@ -82,13 +129,34 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list_children(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
+async fn list_children(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, p).await?;
     if q.cursor.as_ref().is_some_and(|c| c.len() > 2048) {
         return Err(crate::error::ApiError::bad_request("cursor too long"));
     }
-    let page = nodes::list_children(&s.store.db, &g, id, q.sort, q.order, q.cursor.as_deref(), q.limit.unwrap_or(200)).await?;
-    s.record(&a.ctx, AuditEvent::new("folder.list", Outcome::Success).project(g.org_id(), p).node(id).detail(json!({"count": page.items.len()}))).await?;
+    let page = nodes::list_children(
+        &s.store.db,
+        &g,
+        id,
+        q.sort,
+        q.order,
+        q.cursor.as_deref(),
+        q.limit.unwrap_or(200),
+    )
+    .await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("folder.list", Outcome::Success)
+            .project(g.org_id(), p)
+            .node(id)
+            .detail(json!({"count": page.items.len()})),
+    )
+    .await?;
     json_ok(StatusCode::OK, &page)
 }
 
@@ -98,16 +166,32 @@ struct NameReq {
     name: String,
 }
 
-async fn create_folder(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>, ApiJson(req): ApiJson<NameReq>) -> ApiResult<Response> {
+async fn create_folder(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+    ApiJson(req): ApiJson<NameReq>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Write>(&a.actor, &a.ctx, p).await?;
     let name = FileName::parse(&req.name).map_err(kura_store::StoreError::from)?;
-    json_ok(StatusCode::CREATED, &nodes::create_folder(&s.store.db, &g, &a.ctx, id, &name).await?)
+    json_ok(
+        StatusCode::CREATED,
+        &nodes::create_folder(&s.store.db, &g, &a.ctx, id, &name).await?,
+    )
 }
 
-async fn list_trash(State(s): State<AppState>, a: Authed, ApiPath(p): ApiPath<ProjectId>) -> ApiResult<Response> {
+async fn list_trash(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(p): ApiPath<ProjectId>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, p).await?;
     let items = nodes::list_trash(&s.store.db, &g).await?;
-    s.record(&a.ctx, AuditEvent::new("trash.list", Outcome::Success).project(g.org_id(), p)).await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("trash.list", Outcome::Success).project(g.org_id(), p),
+    )
+    .await?;
     json_ok(StatusCode::OK, &json!({ "items": items }))
 }
 
@@ -117,19 +201,38 @@ struct RestoreReq {
     name: Option<String>,
 }
 
-async fn restore_node(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>, body: axum::body::Bytes) -> ApiResult<Response> {
+async fn restore_node(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Write>(&a.actor, &a.ctx, p).await?;
     // The body is optional here: empty means "restore under the old name".
     let req: RestoreReq = if body.iter().all(u8::is_ascii_whitespace) {
         RestoreReq::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| crate::error::ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| {
+            crate::error::ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.to_string())
+        })?
     };
-    let name = req.name.as_deref().map(FileName::parse).transpose().map_err(kura_store::StoreError::from)?;
-    json_ok(StatusCode::OK, &nodes::restore(&s.store.db, &g, &a.ctx, id, name.as_ref()).await?)
+    let name = req
+        .name
+        .as_deref()
+        .map(FileName::parse)
+        .transpose()
+        .map_err(kura_store::StoreError::from)?;
+    json_ok(
+        StatusCode::OK,
+        &nodes::restore(&s.store.db, &g, &a.ctx, id, name.as_ref()).await?,
+    )
 }
 
-async fn purge_node(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>) -> ApiResult<Response> {
+async fn purge_node(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Purge>(&a.actor, &a.ctx, p).await?;
     let freed = nodes::purge(&s.store.db, &g, &a.ctx, id).await?;
     for b in freed {
@@ -141,14 +244,31 @@ async fn purge_node(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiP
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_versions(State(s): State<AppState>, a: Authed, ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>) -> ApiResult<Response> {
+async fn list_versions(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id)): ApiPath<(ProjectId, NodeId)>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, p).await?;
     let items = nodes::versions(&s.store.db, &g, id).await?;
-    s.record(&a.ctx, AuditEvent::new("file.versions", Outcome::Success).project(g.org_id(), p).node(id)).await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("file.versions", Outcome::Success)
+            .project(g.org_id(), p)
+            .node(id),
+    )
+    .await?;
     json_ok(StatusCode::OK, &json!({ "items": items }))
 }
 
-async fn restore_version(State(s): State<AppState>, a: Authed, ApiPath((p, id, v)): ApiPath<(ProjectId, NodeId, VersionId)>) -> ApiResult<Response> {
+async fn restore_version(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((p, id, v)): ApiPath<(ProjectId, NodeId, VersionId)>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Write>(&a.actor, &a.ctx, p).await?;
-    json_ok(StatusCode::OK, &nodes::restore_version(&s.store.db, &g, &a.ctx, id, v).await?)
+    json_ok(
+        StatusCode::OK,
+        &nodes::restore_version(&s.store.db, &g, &a.ctx, id, v).await?,
+    )
 }

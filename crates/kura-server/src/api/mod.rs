@@ -44,7 +44,10 @@ pub struct Api {
 
 impl Api {
     fn new() -> Self {
-        Self { router: Router::new(), ops: Vec::new() }
+        Self {
+            router: Router::new(),
+            ops: Vec::new(),
+        }
     }
 
     fn op(mut self, op: Op, handler: MethodRouter<AppState>) -> Self {
@@ -109,11 +112,17 @@ fn openapi(groups: &[&Vec<Op>]) -> Value {
             operation["security"] = json!([{"session": []}, {"token": []}]);
         }
         match op.body {
-            "json" => operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}}),
-            "binary" => operation["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}),
+            "json" => {
+                operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}})
+            }
+            "binary" => {
+                operation["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})
+            }
             _ => {}
         }
-        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| json!({}));
         entry[op.method] = operation;
     }
     json!({
@@ -153,13 +162,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "unsupported-media-type",
                 "send the body as application/json",
             )),
-            Err(J::JsonSyntaxError(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed-json", e.body_text())),
-            Err(J::JsonDataError(e)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.body_text())),
-            Err(J::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "the request body is larger than 64 KiB",
+            Err(J::JsonSyntaxError(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                e.body_text(),
             )),
+            Err(J::JsonDataError(e)) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-json",
+                e.body_text(),
+            )),
+            Err(J::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    "the request body is larger than 64 KiB",
+                ))
+            }
             Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
     }
@@ -202,7 +221,8 @@ pub fn json_ok<T: Serialize>(status: StatusCode, body: &T) -> ApiResult<Response
 pub fn rfc3339(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn rfc3339_times(v: &mut Value) {
@@ -227,5 +247,6 @@ fn rfc3339_times(v: &mut Value) {
 pub fn parse_time(s: &str) -> ApiResult<i64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|_| ApiError::bad_request(format!("'{s}' is not an RFC 3339 timestamp")))?;
-    i64::try_from(t.unix_timestamp_nanos() / 1000).map_err(|_| ApiError::bad_request("timestamp out of range"))
+    i64::try_from(t.unix_timestamp_nanos() / 1000)
+        .map_err(|_| ApiError::bad_request("timestamp out of range"))
 }

@@ -26,7 +26,13 @@ pub fn routes(api: Api) -> Api {
 
 async fn list(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
     let items = projects::list_for(&s.store.db, &a.actor).await?;
-    s.record(&a.ctx, AuditEvent::new("project.list", Outcome::Success).org(a.actor.org_id).detail(json!({"count": items.len()}))).await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("project.list", Outcome::Success)
+            .org(a.actor.org_id)
+            .detail(json!({"count": items.len()})),
+    )
+    .await?;
     json_ok(StatusCode::OK, &json!({ "items": items }))
 }
 
@@ -37,17 +43,31 @@ struct CreateReq {
     org_id: Option<OrgId>,
 }
 
-async fn create(State(s): State<AppState>, a: Authed, ApiJson(req): ApiJson<CreateReq>) -> ApiResult<Response> {
+async fn create(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiJson(req): ApiJson<CreateReq>,
+) -> ApiResult<Response> {
     let org = req.org_id.unwrap_or(a.actor.org_id);
-    let g = s.org_grant(&a.actor, &a.ctx, org, OrgAction::CreateProject).await?;
+    let g = s
+        .org_grant(&a.actor, &a.ctx, org, OrgAction::CreateProject)
+        .await?;
     let p = projects::create(&s.store.db, &g, &a.ctx, a.actor.user_id, &req.name).await?;
     json_ok(StatusCode::CREATED, &p)
 }
 
-async fn get(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<ProjectId>) -> ApiResult<Response> {
+async fn get(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<ProjectId>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, id).await?;
     let p = projects::get(&s.store.db, &g).await?;
-    s.record(&a.ctx, AuditEvent::new("project.view", Outcome::Success).project(g.org_id(), id)).await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("project.view", Outcome::Success).project(g.org_id(), id),
+    )
+    .await?;
     json_ok(StatusCode::OK, &p)
 }
 
@@ -57,15 +77,31 @@ struct UpdateReq {
     name: String,
 }
 
-async fn update(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<ProjectId>, ApiJson(req): ApiJson<UpdateReq>) -> ApiResult<Response> {
+async fn update(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<ProjectId>,
+    ApiJson(req): ApiJson<UpdateReq>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Administer>(&a.actor, &a.ctx, id).await?;
-    json_ok(StatusCode::OK, &projects::rename(&s.store.db, &g, &a.ctx, &req.name).await?)
+    json_ok(
+        StatusCode::OK,
+        &projects::rename(&s.store.db, &g, &a.ctx, &req.name).await?,
+    )
 }
 
-async fn list_members(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<ProjectId>) -> ApiResult<Response> {
+async fn list_members(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<ProjectId>,
+) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, id).await?;
     let items = members::list(&s.store.db, &g).await?;
-    s.record(&a.ctx, AuditEvent::new("member.list", Outcome::Success).project(g.org_id(), id)).await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("member.list", Outcome::Success).project(g.org_id(), id),
+    )
+    .await?;
     json_ok(StatusCode::OK, &json!({ "items": items }))
 }
 
@@ -76,13 +112,27 @@ struct AddReq {
     role: ProjectRole,
 }
 
-async fn add_member(State(s): State<AppState>, a: Authed, ApiPath(id): ApiPath<ProjectId>, ApiJson(req): ApiJson<AddReq>) -> ApiResult<Response> {
-    let g = s.project_grant::<ManageMembers>(&a.actor, &a.ctx, id).await?;
+async fn add_member(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(id): ApiPath<ProjectId>,
+    ApiJson(req): ApiJson<AddReq>,
+) -> ApiResult<Response> {
+    let g = s
+        .project_grant::<ManageMembers>(&a.actor, &a.ctx, id)
+        .await?;
     let Some((user, _)) = users::by_email(&s.store.db, &req.email).await? else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "user-not-found", "no active account has this email"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "user-not-found",
+            "no active account has this email",
+        ));
     };
     members::set(&s.store.db, &g, &a.ctx, user.id, req.role).await?;
-    json_ok(StatusCode::CREATED, &json!({"user_id": user.id, "role": req.role}))
+    json_ok(
+        StatusCode::CREATED,
+        &json!({"user_id": user.id, "role": req.role}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -91,14 +141,27 @@ struct RoleReq {
     role: ProjectRole,
 }
 
-async fn set_member(State(s): State<AppState>, a: Authed, ApiPath((id, user)): ApiPath<(ProjectId, UserId)>, ApiJson(req): ApiJson<RoleReq>) -> ApiResult<Response> {
-    let g = s.project_grant::<ManageMembers>(&a.actor, &a.ctx, id).await?;
+async fn set_member(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((id, user)): ApiPath<(ProjectId, UserId)>,
+    ApiJson(req): ApiJson<RoleReq>,
+) -> ApiResult<Response> {
+    let g = s
+        .project_grant::<ManageMembers>(&a.actor, &a.ctx, id)
+        .await?;
     members::set(&s.store.db, &g, &a.ctx, user, req.role).await?;
     json_ok(StatusCode::OK, &json!({"user_id": user, "role": req.role}))
 }
 
-async fn remove_member(State(s): State<AppState>, a: Authed, ApiPath((id, user)): ApiPath<(ProjectId, UserId)>) -> ApiResult<Response> {
-    let g = s.project_grant::<ManageMembers>(&a.actor, &a.ctx, id).await?;
+async fn remove_member(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath((id, user)): ApiPath<(ProjectId, UserId)>,
+) -> ApiResult<Response> {
+    let g = s
+        .project_grant::<ManageMembers>(&a.actor, &a.ctx, id)
+        .await?;
     members::remove(&s.store.db, &g, &a.ctx, user).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

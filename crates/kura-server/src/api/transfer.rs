@@ -32,7 +32,9 @@ struct UploadQuery {
 }
 
 fn declared_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Reject early what the headers already show is too large or over quota.
@@ -51,7 +53,13 @@ async fn precheck(s: &AppState, org: kura_core::OrgId, headers: &HeaderMap) -> A
 
 /// Encrypt the body into a blob, then let `commit` make it visible. Any
 /// failure removes the blob, so nothing half-written is ever visible.
-async fn receive<F, Fut>(s: &AppState, org: kura_core::OrgId, remaining: u64, body: Body, commit: F) -> ApiResult<kura_store::nodes::Node>
+async fn receive<F, Fut>(
+    s: &AppState,
+    org: kura_core::OrgId,
+    remaining: u64,
+    body: Body,
+    commit: F,
+) -> ApiResult<kura_store::nodes::Node>
 where
     F: FnOnce(kura_store::upload::BlobMeta) -> Fut,
     Fut: std::future::Future<Output = Result<kura_store::nodes::Node, StoreError>>,
@@ -65,7 +73,10 @@ where
         }
         r
     });
-    let limits = Limits { max_bytes: s.config.max_upload_bytes, quota_remaining: remaining };
+    let limits = Limits {
+        max_bytes: s.config.max_upload_bytes,
+        quota_remaining: remaining,
+    };
     let blob = encrypt_to_blob(&s.store.blobs, &key, Box::pin(stream), limits).await;
     s.metrics.uploads_in_flight.dec();
     let blob = blob?;
@@ -99,7 +110,11 @@ async fn upload_file(
     let replace = match existing {
         Some(n) if q.overwrite && n.is_file() => Some(n.id),
         Some(_) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "an item with this name already exists in the folder"))
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "an item with this name already exists in the folder",
+            ))
         }
         None => None,
     };
@@ -113,7 +128,14 @@ async fn upload_file(
         }
     })
     .await?;
-    json_ok(if replace.is_some() { StatusCode::OK } else { StatusCode::CREATED }, &node)
+    json_ok(
+        if replace.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        &node,
+    )
 }
 
 async fn upload_version(
@@ -146,12 +168,18 @@ struct DownloadQuery {
 /// A single byte range, per RFC 9110 §14.1.2. `None`: serve the whole file.
 /// `Err(())`: unsatisfiable (416).
 fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(v) = h.and_then(|v| v.to_str().ok()) else { return Ok(None) };
-    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(v) = h.and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None); // multiple ranges: we answer with the whole file, as RFC 9110 allows
     }
-    let Some((a, b)) = spec.trim().split_once('-') else { return Ok(None) };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
     let (a, b) = (a.trim(), b.trim());
     let range = if a.is_empty() {
         let n: u64 = b.parse().map_err(|_| ())?;
@@ -161,7 +189,13 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>,
         (size.saturating_sub(n), size - 1)
     } else {
         let start: u64 = a.parse().map_err(|_| ())?;
-        let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1)) };
+        let end: u64 = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
         if start >= size || end < start {
             return Err(());
         }
@@ -173,7 +207,13 @@ fn parse_range(h: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>,
 fn content_disposition(name: &str) -> HeaderValue {
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || " .-_()".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " .-_()".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded: String = name
         .bytes()
@@ -185,8 +225,10 @@ fn content_disposition(name: &str) -> HeaderValue {
             }
         })
         .collect();
-    HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"))
-        .unwrap_or(HeaderValue::from_static("attachment"))
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
 async fn download(
@@ -199,25 +241,53 @@ async fn download(
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, p).await?;
     let (node, v) = nodes::version(&s.store.db, &g, file, q.version).await?;
     let etag = format!("\"{}\"", v.id);
-    let base = AuditEvent::new("file.download", Outcome::Success).project(g.org_id(), p).node(file).version(v.id).name(node.name.clone());
+    let base = AuditEvent::new("file.download", Outcome::Success)
+        .project(g.org_id(), p)
+        .node(file)
+        .version(v.id)
+        .name(node.name.clone());
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|h| h.to_str().ok())
         .is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if not_modified {
-        s.record(&a.ctx, base.bytes(0).detail(serde_json::json!({"not_modified": true}))).await?;
+        s.record(
+            &a.ctx,
+            base.bytes(0)
+                .detail(serde_json::json!({"not_modified": true})),
+        )
+        .await?;
         let mut r = StatusCode::NOT_MODIFIED.into_response();
-        r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?);
+        r.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?,
+        );
         return Ok(r);
     }
     let size = v.size as u64;
-    let if_range_ok = headers.get(header::IF_RANGE).and_then(|h| h.to_str().ok()).is_none_or(|h| h.trim() == etag);
-    let range = if if_range_ok { headers.get(header::RANGE) } else { None };
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|h| h.to_str().ok())
+        .is_none_or(|h| h.trim() == etag);
+    let range = if if_range_ok {
+        headers.get(header::RANGE)
+    } else {
+        None
+    };
     let range = match parse_range(range, size) {
         Ok(r) => r,
         Err(()) => {
-            let mut r = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable", format!("the file has {size} bytes")).into_response();
-            r.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).map_err(|_| ApiError::internal())?);
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                format!("the file has {size} bytes"),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}"))
+                    .map_err(|_| ApiError::internal())?,
+            );
             return Ok(r);
         }
     };
@@ -227,12 +297,22 @@ async fn download(
     };
     let served = end_excl - start;
     // The record of this read is durable before any byte leaves.
-    s.record(&a.ctx, base.clone().bytes(served).detail(serde_json::json!({"range": range.map(|(x, y)| format!("{x}-{y}"))}))).await?;
+    s.record(
+        &a.ctx,
+        base.clone()
+            .bytes(served)
+            .detail(serde_json::json!({"range": range.map(|(x, y)| format!("{x}-{y}"))})),
+    )
+    .await?;
     let key = s.store.keys.org_key(&s.store.db, g.org_id()).await?;
     let opened = match open_range(&s.store.blobs, &key, &v.blob, start..end_excl).await {
         Ok(o) => o,
         Err(e) => {
-            let ev = AuditEvent::new("blob.corrupt", Outcome::Failure).project(g.org_id(), p).node(file).version(v.id).detail(serde_json::json!({"error": e.to_string()}));
+            let ev = AuditEvent::new("blob.corrupt", Outcome::Failure)
+                .project(g.org_id(), p)
+                .node(file)
+                .version(v.id)
+                .detail(serde_json::json!({"error": e.to_string()}));
             s.record(&a.ctx, ev).await?;
             tracing::error!(blob = %v.blob.id, error = %e, "refusing to serve a blob that failed its integrity check");
             return Err(ApiError::internal());
@@ -250,7 +330,12 @@ async fn download(
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::error!(error = %e, "integrity failure mid-stream; aborting the transfer");
                 let (st, ctx, ev) = (st.clone(), ctx.clone(), base.clone());
-                let ev = AuditEvent { action: "blob.corrupt", outcome: Outcome::Failure, detail: Some(serde_json::json!({"error": e.to_string()})), ..ev };
+                let ev = AuditEvent {
+                    action: "blob.corrupt",
+                    outcome: Outcome::Failure,
+                    detail: Some(serde_json::json!({"error": e.to_string()})),
+                    ..ev
+                };
                 tokio::spawn(async move {
                     let _ = st.record(&ctx, ev).await;
                 });
@@ -260,22 +345,46 @@ async fn download(
         r
     });
     let first = opened.first;
-    let body = Body::from_stream(futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest));
+    let body = Body::from_stream(
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest),
+    );
     let mut resp = Response::new(body);
-    *resp.status_mut() = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    *resp.status_mut() = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(served));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?);
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?,
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
     h.insert(header::CONTENT_DISPOSITION, content_disposition(&node.name));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
-    if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_micros(v.created_at as u64))) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + std::time::Duration::from_micros(v.created_at as u64),
+    )) {
         h.insert(header::LAST_MODIFIED, lm);
     }
     if let Some((a0, b0)) = range {
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {a0}-{b0}/{size}")).map_err(|_| ApiError::internal())?);
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {a0}-{b0}/{size}"))
+                .map_err(|_| ApiError::internal())?,
+        );
     }
     Ok(resp)
 }

@@ -1,0 +1,331 @@
+//! Operator commands run on the server machine against the database
+//! directly. They act with platform rights (`cli_platform_grant`) and every
+//! change is audited with the credential "cli". They never grant project
+//! membership: operators have no standing access to project contents.
+
+use crate::config::Config;
+use crate::open;
+use anyhow::{bail, Context, Result};
+use kura_core::cli_platform_grant;
+use kura_store::orgs::{self, NewOrg};
+use kura_store::users::{self, NewUser};
+use kura_store::AuditCtx;
+use std::io::Read;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCmd {
+    /// Create an organization
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        quota_bytes: Option<i64>,
+    },
+    /// Create a user; the password is read from stdin with --password-stdin, else generated and printed once
+    CreateUser {
+        /// Organization slug
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org_admin: bool,
+        #[arg(long)]
+        platform_admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set account roles of a user (ends their sessions)
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        org_admin: Option<bool>,
+        #[arg(long)]
+        platform_admin: Option<bool>,
+        #[arg(long)]
+        disabled: Option<bool>,
+    },
+    /// Set a new password (ends the user's sessions)
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List organizations
+    ListOrgs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users (of one organization with --org)
+    ListUsers {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects
+    ListProjects {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a new master key and re-wrap every organization key with it (blobs are not re-encrypted)
+    RotateMasterKey,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FsckArgs {
+    /// Only remove unreferenced blobs older than this (seconds)
+    #[arg(long, default_value_t = 3600)]
+    sweep_min_age_secs: u64,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_password(from_stdin: bool) -> Result<(String, bool)> {
+    if from_stdin {
+        let mut s = String::new();
+        std::io::stdin().take(4096).read_to_string(&mut s)?;
+        let p = s.trim_end_matches(['\r', '\n']).to_string();
+        users::check_password_policy(&p)?;
+        Ok((p, false))
+    } else {
+        Ok((
+            kura_crypto::random_token("pw")
+                .chars()
+                .skip(3)
+                .take(24)
+                .collect(),
+            true,
+        ))
+    }
+}
+
+pub async fn run(c: Config, cmd: AdminCmd) -> Result<ExitCode> {
+    let create_key = matches!(
+        cmd,
+        AdminCmd::CreateOrg { .. } | AdminCmd::CreateUser { .. }
+    );
+    let store = open::store(&c, create_key).await?;
+    let db = &store.db;
+    let ctx = AuditCtx::cli();
+    let g = cli_platform_grant();
+    match cmd {
+        AdminCmd::CreateOrg {
+            name,
+            slug,
+            quota_bytes,
+        } => {
+            let quota = quota_bytes.unwrap_or(c.default_quota_bytes);
+            let org = orgs::create(
+                db,
+                &store.keys,
+                &g,
+                &ctx,
+                NewOrg {
+                    name: &name,
+                    slug: &slug,
+                    quota_bytes: quota,
+                    is_platform: false,
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&org)?);
+        }
+        AdminCmd::CreateUser {
+            org,
+            email,
+            name,
+            org_admin,
+            platform_admin,
+            password_stdin,
+        } => {
+            let o = orgs::by_slug(db, &org)
+                .await
+                .with_context(|| format!("no organization with slug '{org}'"))?;
+            let (pw, generated) = read_password(password_stdin)?;
+            let hash = kura_crypto::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let u = users::insert(
+                db,
+                o.id,
+                &ctx,
+                NewUser {
+                    email: &email,
+                    display_name: &name,
+                    password_hash: &hash,
+                    org_admin,
+                    platform_admin,
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&u)?);
+            if generated {
+                println!("password: {pw}");
+            }
+        }
+        AdminCmd::SetRole {
+            email,
+            org_admin,
+            platform_admin,
+            disabled,
+        } => {
+            let Some((u, _)) = users::by_email(db, &email).await? else {
+                bail!("no user with email {email}")
+            };
+            let u =
+                users::set_account_roles(db, &g, &ctx, u.id, org_admin, platform_admin, disabled)
+                    .await?;
+            println!("{}", serde_json::to_string_pretty(&u)?);
+        }
+        AdminCmd::ResetPassword {
+            email,
+            password_stdin,
+        } => {
+            let Some((u, _)) = users::by_email(db, &email).await? else {
+                bail!("no user with email {email}")
+            };
+            let (pw, generated) = read_password(password_stdin)?;
+            let hash = kura_crypto::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            users::set_password_hash(db, u.org_id, &ctx, u.id, &hash, "user.password_reset")
+                .await?;
+            println!("password reset for {}; all sessions ended", u.email);
+            if generated {
+                println!("password: {pw}");
+            }
+        }
+        AdminCmd::ListOrgs { json } => {
+            let list = orgs::list(db, &g).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for o in list {
+                    println!(
+                        "{}\t{}\t{}\tused {} of {} bytes{}",
+                        o.id,
+                        o.slug,
+                        o.name,
+                        o.used_bytes,
+                        o.quota_bytes,
+                        if o.suspended { "\tSUSPENDED" } else { "" }
+                    );
+                }
+            }
+        }
+        AdminCmd::ListUsers { org, json } => {
+            let mut list = users::list_all(db).await?;
+            if let Some(slug) = org {
+                let o = orgs::by_slug(db, &slug)
+                    .await
+                    .with_context(|| format!("no organization with slug '{slug}'"))?;
+                list.retain(|u| u.org_id == o.id);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for u in list {
+                    let roles = [
+                        (u.platform_admin, "platform-admin"),
+                        (u.org_admin, "org-admin"),
+                        (u.disabled, "DISABLED"),
+                    ]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, n)| *n)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        u.id, u.org_id, u.email, u.display_name, roles
+                    );
+                }
+            }
+        }
+        AdminCmd::ListProjects { json } => {
+            let list = kura_store::projects::list_all(db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for p in list {
+                    println!("{}\t{}\t{}", p.id, p.org_id, p.name);
+                }
+            }
+        }
+        AdminCmd::RotateMasterKey => rotate(&c, &store).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate(c: &Config, store: &kura_store::Store) -> Result<()> {
+    let path = c.master_key_path();
+    let old = kura_crypto::MasterKey::load(&path)?;
+    let new = kura_crypto::MasterKey::generate();
+    let next = open::next_key_path(&path);
+    // 1. the new key is on disk before anything is wrapped with it
+    new.write_new(&next).context("writing the new master key")?;
+    // 2. one transaction re-wraps every organization key
+    let n = kura_store::keyring::rewrap_all(&store.db, &old, &new).await?;
+    // 3. the new key replaces the old one
+    std::fs::rename(&next, &path).context("installing the new master key")?;
+    let ev = kura_store::AuditEvent::new(
+        "platform.rotate_master_key",
+        kura_store::Outcome::Success,
+    )
+    .detail(
+        serde_json::json!({"old_key_id": old.id(), "new_key_id": new.id(), "organizations": n}),
+    );
+    store.audit.record(&AuditCtx::cli(), ev).await?;
+    println!(
+        "master key rotated: {} -> {} ({n} organization keys re-wrapped)",
+        old.id(),
+        new.id()
+    );
+    Ok(())
+}
+
+pub async fn migrate(c: Config) -> Result<ExitCode> {
+    let url = c.database_url();
+    let db = kura_store::Db::connect(&url).await?;
+    let applied = db.migrate().await?;
+    println!("migrations applied: {applied:?}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn fsck(c: Config, a: FsckArgs) -> Result<ExitCode> {
+    let store = open::store(&c, false).await?;
+    let mut report = kura_store::fsck::FsckReport::default();
+    kura_store::fsck::sweep(&store, a.sweep_min_age_secs, &mut report).await?;
+    kura_store::fsck::verify_all(&store, &mut report).await?;
+    let ev = kura_store::AuditEvent::new(
+        "platform.fsck",
+        if report.healthy() {
+            kura_store::Outcome::Success
+        } else {
+            kura_store::Outcome::Failure
+        },
+    )
+    .detail(serde_json::to_value(&report)?);
+    store.audit.record(&AuditCtx::cli(), ev).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("checked {} blobs ({} bytes); {} missing, {} corrupt; swept {} orphans, {} staging files", report.blobs_checked, report.bytes_checked, report.missing.len(), report.corrupt.len(), report.orphans_removed, report.staging_removed);
+        for m in &report.missing {
+            println!("MISSING {m}");
+        }
+        for m in &report.corrupt {
+            println!("CORRUPT {m}");
+        }
+    }
+    Ok(if report.healthy() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

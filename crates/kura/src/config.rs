@@ -1,0 +1,213 @@
+//! Configuration: defaults, then `kura.toml` (or the file named by
+//! `--config`/`KURA_CONFIG`), then `KURA_*` environment variables, then
+//! command-line flags. Loaded once and passed down; secrets never live in
+//! the environment (the master key is a file, the environment may only name it).
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub max_upload_bytes: u64,
+    pub default_quota_bytes: i64,
+    pub session_idle_minutes: i64,
+    pub session_absolute_hours: i64,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub behind_tls_proxy: bool,
+    pub log_format: String,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
+            data_dir: PathBuf::from("./kura-data"),
+            database_url: None,
+            master_key_file: None,
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            default_quota_bytes: 100 * 1024 * 1024 * 1024,
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            tls_cert: None,
+            tls_key: None,
+            behind_tls_proxy: false,
+            log_format: "json".into(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Command-line overrides shared by every subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Configuration file (default: ./kura.toml if it exists; env KURA_CONFIG)
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Data folder: SQLite database, encrypted blobs, master key (env KURA_DATA_DIR)
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Metadata database: sqlite://PATH or postgres://… (env KURA_DATABASE_URL)
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
+    match env(name) {
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name}: cannot parse '{v}'")),
+        None => Ok(None),
+    }
+}
+
+impl Config {
+    pub fn load(o: &Overrides) -> Result<Self> {
+        let file = o
+            .config
+            .clone()
+            .or_else(|| env("KURA_CONFIG").map(PathBuf::from));
+        let mut c = match &file {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new("kura.toml").exists() => Self::from_file(Path::new("kura.toml"))?,
+            None => Self::default(),
+        };
+        if let Some(v) = parse_env("KURA_LISTEN")? {
+            c.listen = v;
+        }
+        if let Some(v) = parse_env("KURA_ADMIN_LISTEN")? {
+            c.admin_listen = Some(v);
+        }
+        if let Some(v) = env("KURA_DATA_DIR") {
+            c.data_dir = v.into();
+        }
+        if let Some(v) = env("KURA_DATABASE_URL") {
+            c.database_url = Some(v);
+        }
+        if let Some(v) = env("KURA_MASTER_KEY_FILE") {
+            c.master_key_file = Some(v.into());
+        }
+        if let Some(v) = parse_env("KURA_MAX_UPLOAD_BYTES")? {
+            c.max_upload_bytes = v;
+        }
+        if let Some(v) = parse_env("KURA_DEFAULT_QUOTA_BYTES")? {
+            c.default_quota_bytes = v;
+        }
+        if let Some(v) = parse_env("KURA_SESSION_IDLE_MINUTES")? {
+            c.session_idle_minutes = v;
+        }
+        if let Some(v) = parse_env("KURA_SESSION_ABSOLUTE_HOURS")? {
+            c.session_absolute_hours = v;
+        }
+        if let Some(v) = env("KURA_TLS_CERT") {
+            c.tls_cert = Some(v.into());
+        }
+        if let Some(v) = env("KURA_TLS_KEY") {
+            c.tls_key = Some(v.into());
+        }
+        if let Some(v) = parse_env("KURA_BEHIND_TLS_PROXY")? {
+            c.behind_tls_proxy = v;
+        }
+        if let Some(v) = env("KURA_LOG_FORMAT") {
+            c.log_format = v;
+        }
+        if let Some(v) = parse_env("KURA_SHUTDOWN_GRACE_SECS")? {
+            c.shutdown_grace_secs = v;
+        }
+        if let Some(v) = &o.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &o.database_url {
+            c.database_url = Some(v.clone());
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn from_file(p: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
+            bail!("session_idle_minutes must be 1..=1440");
+        }
+        if !(1..=24 * 30).contains(&self.session_absolute_hours) {
+            bail!("session_absolute_hours must be 1..=720");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key go together");
+        }
+        if !["json", "text"].contains(&self.log_format.as_str()) {
+            bail!("log_format must be json or text");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("kura.db").display()))
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+}
+
+/// A database URL for logs, with any password hidden.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://kura:secret@db/kura"),
+            "postgres://kura:***@db/kura"
+        );
+        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
+    }
+
+    #[test]
+    fn file_config_parses_and_rejects_unknown_keys() {
+        let c: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/k\"").unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}
