@@ -715,15 +715,17 @@ pub async fn restore(
     let name = new_name
         .map(|x| x.as_str().to_string())
         .unwrap_or(n.name.clone());
-    sqlx::query("UPDATE nodes SET trashed_at = NULL, trashed_by = NULL, trash_batch = NULL WHERE trash_batch = $1 AND project_id = $2")
-        .bind(&batch)
-        .bind(g.project_id().to_string())
-        .execute(&mut *tx)
-        .await?;
+    // While trashed the item holds no name in its folder; the second
+    // statement makes it live and is where a name collision shows.
     sqlx::query("UPDATE nodes SET trash_root = 0, parent_id = $1, name = $2 WHERE id = $3")
         .bind(parent.to_string())
         .bind(&name)
         .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE nodes SET trashed_at = NULL, trashed_by = NULL, trash_batch = NULL WHERE trash_batch = $1 AND project_id = $2")
+        .bind(&batch)
+        .bind(g.project_id().to_string())
         .execute(&mut *tx)
         .await
         .map_err(|e| {

@@ -1,1 +1,80 @@
+//! End-to-end tests against the real `kura` binary (one test binary for the
+//! crate: linking is the slow part of builds here). The same suite runs on
+//! SQLite (default) and PostgreSQL (KURA_TEST_DB=postgres).
 
+mod accounts;
+mod authz_matrix;
+mod bad_input;
+mod files;
+mod harness;
+mod operations;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix() {
+    authz_matrix::run().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_upload_download_ranges_and_encryption_at_rest() {
+    files::upload_download_ranges_etag_and_ciphertext_at_rest().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_listing_sorting_pagination() {
+    files::listing_sorting_and_cursor_pagination().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_organize_trash_versions_quota() {
+    files::organize_trash_versions_and_quota().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_big_streaming_upload() {
+    files::big_file_streams_with_constant_memory().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors() {
+    bad_input::each_client_mistake_gets_its_status().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_upload_leaves_nothing() {
+    bad_input::interrupted_upload_leaves_nothing().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_sessions_tokens_csrf() {
+    accounts::sessions_tokens_csrf_and_revocation().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_bootstrap_health_metrics_openapi() {
+    operations::bootstrap_health_metrics_openapi().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_separate_admin_listener() {
+    operations::separate_admin_listener().await;
+}
+
+#[test]
+fn ops_plain_http_refused_off_loopback() {
+    operations::plain_http_refused_off_loopback();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_fsck_and_master_key_rotation() {
+    operations::fsck_detects_corruption_and_rotation_keeps_data().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_cli_admin_commands() {
+    operations::cli_admin_commands().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_graceful_shutdown_finishes_uploads() {
+    operations::graceful_shutdown_finishes_uploads().await;
+}
