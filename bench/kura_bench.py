@@ -101,7 +101,7 @@ ROWS = [
     ("list", "list {LIST} entries (Kura GET children / nginx PROPFIND)", "ms", "max", 100),
     ("wrk_rps", "GET 4 KiB, wrk -t2 -c64 -d{WRK}s", "req/s", "rel", 0.2),
     ("wrk_p99", "GET 4 KiB, wrk p99 latency", "ms", "none", None),
-    ("rss_idle", "RSS at idle (process tree)", "MiB", "max", 40),
+    ("rss_idle", "RSS at idle, after setup (process tree)", "MiB", "max", 40),
     ("rss_growth", "RSS peak growth during {BIG} transfers", "MiB", "max", 64),
 ]
 

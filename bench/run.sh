@@ -5,10 +5,11 @@
 set -euo pipefail
 # the exact command, as typed (knobs given in the environment first)
 CMD=""
-for v in KURA_BIN REPS BIG_MB SMALL_N LIST_N WRK_SECS KURA_PORT QUIET_MAX_WAIT BENCH_TMP PERF; do
+for v in KURA_BIN REPS BIG_MB SMALL_N LIST_N WRK_SECS KURA_PORT KURA_LOG QUIET_MAX_WAIT QUIET_WINDOW \
+         BENCH_TMP PERF PEERS KEEP_DATA; do
   [ -n "${!v+x}" ] && CMD+="$v=$(printf %q "${!v}") "
 done
-CMD+="bash bench/run.sh"
+CMD+="bash $0"
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -112,6 +113,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 grep -q '^kura: listening on' "$LOG/kura.stdout" || die "kura did not announce its listener in 60 s"
+sleep 1; KFRESH=$(awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$KPID/status")   # before any request
 BOOT=$(awk '$2=="bootstrap-token"{print $3}' "$LOG/kura.stdout")
 [ -n "$BOOT" ] || die "no bootstrap token in kura's output"
 $PY setup "$KURL" "$BOOT" > "$LOG/ids.env" || die "kura setup failed"
@@ -139,7 +141,7 @@ sleep 1
 rss_start KS "$KPID" "$LOG/kura.idle.json"; rss_start NS "$NPID" "$LOG/nginx.idle.json"; sleep 2
 rss_stop KS; rss_stop NS
 KIDLE=$(rss_mib "$LOG/kura.idle.json") NIDLE=$(rss_mib "$LOG/nginx.idle.json")
-rec kura rss_idle 1 "$KIDLE" ""; rec nginx rss_idle 1 "$NIDLE" ""
+rec kura rss_idle 1 "$KIDLE" "info:fresh_start=${KFRESH}MiB"; rec nginx rss_idle 1 "$NIDLE" ""
 rss_start KS "$KPID" "$LOG/kura.big.json"; rss_start NS "$NPID" "$LOG/nginx.big.json"
 
 # ---- big file: upload REPS times, then download the last one REPS times
@@ -177,13 +179,14 @@ rec nginx rss_growth 1 "$(calc "$NPEAK-$NIDLE")" "info:peak=${NPEAK}MiB"
 # ---- small files: SMALL_N x 4 KiB, one request each, 1 keep-alive connection or 8
 LAST=$(printf %05d "$SMALL_N")
 small_put() { # server mode rep
-  local s=$1 mode=$2 i=$3 dir="small-$2-$3" a=() t0 t1 ok conns
+  local s=$1 mode=$2 i=$3 dir="small-$2-$3" a=() t0 t1 ok conns fid
   [ "$mode" = par8 ] && a=(--parallel --parallel-max 8)
   if [ "$s" = nginx ]; then
     [ "$(curl -sS -o /dev/null -w '%{http_code}' -X MKCOL "$NURL/$dir/")" = 201 ] || die "MKCOL $dir"
     a+=(-T "$SRC/small/f[00001-$LAST].bin" "$NURL/$dir/")
   else
-    $PY curlcfg "$(kupload_url "$(kfolder "$dir")" "")" "$SRC/small" "$SMALL_N" > "$LOG/$dir.curl"
+    fid=$(kfolder "$dir")
+    $PY curlcfg "$(kupload_url "$fid" "")" "$SRC/small" "$SMALL_N" > "$LOG/$dir.curl"
     a+=(-X POST -H "$AUTH" -K "$LOG/$dir.curl")
   fi
   bg=$(wait_quiet); t0=$EPOCHREALTIME
@@ -243,4 +246,6 @@ done
 echo
 $PY report "$RAW" "$OUT/latest.md" "$CMD"
 echo "bench: wrote $OUT/latest.md"
+cleanup                                        # stop the servers, then drop GBs of data (sources stay)
+[ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$KDATA" "$NROOT/big.bin"
 [ "$ERRORS" = 0 ] || die "$ERRORS wrk runs saw errors or non-2xx answers (see warnings above)"

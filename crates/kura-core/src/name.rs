@@ -50,24 +50,6 @@ impl FileName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// A name for a copy that does not collide: "report (copy 2).pdf".
-    pub fn with_copy_suffix(&self, n: u32) -> Result<Self, NameError> {
-        let (stem, ext) = match self.0.rfind('.') {
-            Some(i) if i > 0 => (&self.0[..i], &self.0[i..]),
-            _ => (self.0.as_str(), ""),
-        };
-        let suffix = if n <= 1 {
-            " (copy)".to_string()
-        } else {
-            format!(" (copy {n})")
-        };
-        let mut stem = stem.to_string();
-        while stem.len() + suffix.len() + ext.len() > MAX_NAME_BYTES {
-            stem.pop();
-        }
-        Self::parse(&format!("{stem}{suffix}{ext}"))
-    }
 }
 
 impl fmt::Display for FileName {
@@ -109,17 +91,5 @@ mod tests {
         );
         assert!(FileName::parse("..hidden").is_ok());
         assert!(FileName::parse("<img src=x onerror=alert(1)>.html").is_ok());
-    }
-
-    #[test]
-    fn copy_suffix_keeps_extension_and_limit() {
-        let n = FileName::parse("report.pdf").unwrap();
-        assert_eq!(n.with_copy_suffix(1).unwrap().as_str(), "report (copy).pdf");
-        assert_eq!(
-            n.with_copy_suffix(3).unwrap().as_str(),
-            "report (copy 3).pdf"
-        );
-        let long = FileName::parse(&format!("{}.txt", "y".repeat(251))).unwrap();
-        assert!(long.with_copy_suffix(2).unwrap().as_str().len() <= 255);
     }
 }

@@ -69,6 +69,8 @@ pub struct ProjectFacts {
 /// Actions on a project and its contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProjectAction {
+    /// See the project itself (name, owning organization) and its members.
+    View,
     /// List folders, read metadata, download, list versions, trash and members.
     Read,
     /// Upload, create folders, rename, move, copy, trash, restore.
@@ -84,6 +86,7 @@ pub enum ProjectAction {
 impl ProjectAction {
     pub fn as_str(&self) -> &'static str {
         match self {
+            Self::View => "view",
             Self::Read => "read",
             Self::Write => "write",
             Self::Purge => "purge",
@@ -95,7 +98,7 @@ impl ProjectAction {
     /// The least project role that allows the action.
     pub fn min_role(&self) -> ProjectRole {
         match self {
-            Self::Read => ProjectRole::Viewer,
+            Self::View | Self::Read => ProjectRole::Viewer,
             Self::Write => ProjectRole::Member,
             Self::Purge | Self::ManageMembers => ProjectRole::Manager,
             Self::Administer => ProjectRole::Owner,
@@ -103,13 +106,13 @@ impl ProjectAction {
     }
 
     fn mutates(&self) -> bool {
-        !matches!(self, Self::Read)
+        !matches!(self, Self::View | Self::Read)
     }
 
     /// Organization admins govern their organization's projects (membership,
     /// the project itself) without reading their contents.
     fn org_admin_may(&self) -> bool {
-        matches!(self, Self::ManageMembers | Self::Administer)
+        matches!(self, Self::View | Self::ManageMembers | Self::Administer)
     }
 }
 
@@ -127,6 +130,7 @@ macro_rules! permission {
         }
     };
 }
+permission!(View, View);
 permission!(Read, Read);
 permission!(Write, Write);
 permission!(Purge, Purge);
@@ -140,6 +144,7 @@ pub struct ProjectGrant<P: ProjectPermission> {
     org_id: OrgId,
     user_id: UserId,
     role: Option<ProjectRole>,
+    via_org_admin: bool,
     _p: PhantomData<P>,
 }
 
@@ -156,6 +161,10 @@ impl<P: ProjectPermission> ProjectGrant<P> {
     }
     pub fn role(&self) -> Option<ProjectRole> {
         self.role
+    }
+    /// The actor administers the organization that owns the project.
+    pub fn via_org_admin(&self) -> bool {
+        self.via_org_admin
     }
 }
 
@@ -181,6 +190,7 @@ pub fn authorize_project<P: ProjectPermission>(
             org_id: facts.org_id,
             user_id: actor.user_id,
             role: facts.member_role,
+            via_org_admin: org_admin_here,
             _p: PhantomData,
         })
     } else {

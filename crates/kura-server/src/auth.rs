@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, Method};
 use kura_core::Actor;
 use kura_store::sessions::{self, Resolved};
-use kura_store::AuditCtx;
+use kura_store::{AuditCtx, AuditEvent, Outcome};
 
 pub const SESSION_COOKIE: &str = "kura_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -23,12 +23,16 @@ pub struct RequestId(pub String);
 pub struct Ctx(pub AuditCtx);
 
 fn client_ip(parts: &Parts, state: &AppState) -> String {
+    // Only the proxy in front of us is trusted, and it appends the address it
+    // saw as the last entry; earlier entries are whatever the client sent.
     if state.config.trust_forwarded_for {
         if let Some(ip) = parts
             .headers
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .map(|s| s.trim())
             .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
         {
@@ -70,6 +74,18 @@ pub struct Authed {
     pub ctx: AuditCtx,
 }
 
+impl Authed {
+    /// Account changes are refused to read-only API tokens.
+    pub fn require_writable(&self) -> Result<(), ApiError> {
+        match self.actor.credential {
+            kura_core::Credential::Token {
+                read_only: true, ..
+            } => Err(ApiError::forbidden()),
+            _ => Ok(()),
+        }
+    }
+}
+
 pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
         .headers
@@ -98,6 +114,46 @@ fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Record a refused credential (a revoked, expired or suspended one, or a
+/// missing CSRF token). Unknown tokens are not recorded: they identify no
+/// account and would let anyone fill the trail.
+async fn audit_refusal(
+    state: &AppState,
+    ctx: &AuditCtx,
+    reason: &str,
+    actor: Option<&kura_core::Actor>,
+) {
+    let mut ctx = ctx.clone();
+    let mut ev = AuditEvent::new("auth.reject", Outcome::Denied)
+        .detail(serde_json::json!({"reason": reason}));
+    if let Some(a) = actor {
+        ctx.actor_user_id = Some(a.user_id);
+        ctx.actor_org_id = Some(a.org_id);
+        ctx.credential = Some(AuditCtx::credential_label(&a.credential));
+        ev = ev.org(a.org_id);
+    }
+    if let Err(e) = state.store.audit.record(&ctx, ev).await {
+        tracing::error!(error = %e, "could not audit a refused credential");
+    }
+}
+
+fn rejected_reason(r: sessions::Rejected) -> &'static str {
+    match r {
+        sessions::Rejected::Unknown => "unknown",
+        sessions::Rejected::Expired => "expired",
+        sessions::Rejected::Revoked => "revoked",
+        sessions::Rejected::AccountDisabled => "account_disabled",
+        sessions::Rejected::OrgSuspended => "org_suspended",
+    }
+}
+
+async fn refuse(state: &AppState, ctx: &AuditCtx, r: sessions::Rejected) -> ApiError {
+    if r != sessions::Rejected::Unknown {
+        audit_refusal(state, ctx, rejected_reason(r), None).await;
+    }
+    ApiError::unauthenticated()
+}
+
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -106,16 +162,20 @@ impl FromRequestParts<AppState> for Authed {
             if token.len() > 200 {
                 return Err(ApiError::unauthenticated());
             }
-            sessions::resolve_token(&state.store.db, token)
-                .await?
-                .map_err(|_| ApiError::unauthenticated())?
+            match sessions::resolve_token(&state.store.db, token).await? {
+                Ok(r) => r,
+                Err(rej) => return Err(refuse(state, &ctx, rej).await),
+            }
         } else if let Some(token) = cookie_value(parts, SESSION_COOKIE) {
             if token.len() > 200 {
                 return Err(ApiError::unauthenticated());
             }
-            let r = sessions::resolve_session(&state.store.db, token, state.config.session)
+            let r = match sessions::resolve_session(&state.store.db, token, state.config.session)
                 .await?
-                .map_err(|_| ApiError::unauthenticated())?;
+            {
+                Ok(r) => r,
+                Err(rej) => return Err(refuse(state, &ctx, rej).await),
+            };
             if !is_safe(&parts.method) {
                 let sent = parts
                     .headers
@@ -127,6 +187,7 @@ impl FromRequestParts<AppState> for Authed {
                 if sent.is_empty()
                     || !kura_crypto::secrets::secrets_equal(got.as_bytes(), want.as_bytes())
                 {
+                    audit_refusal(state, &ctx, "csrf", Some(&r.actor)).await;
                     return Err(ApiError::new(
                         axum::http::StatusCode::FORBIDDEN,
                         "csrf",

@@ -26,7 +26,7 @@ pub struct Routers {
 pub fn build(state: AppState, separate_admin: bool) -> Routers {
     let (api_public, api_admin, doc) = api::routes();
     let doc = std::sync::Arc::new(doc);
-    let ops = ops::router(doc);
+    let ops = ops::router(doc, !separate_admin);
     let wrap = |r: Router<AppState>| {
         middleware::wrap(
             r.fallback(api::not_found).with_state(state.clone()),
@@ -36,7 +36,10 @@ pub fn build(state: AppState, separate_admin: bool) -> Routers {
     if separate_admin {
         Routers {
             public: wrap(api_public.merge(ops.clone())),
-            admin: Some(wrap(api_admin.merge(ops))),
+            admin: Some(wrap(api_admin.merge(ops::router(
+                std::sync::Arc::new(serde_json::Value::Null),
+                true,
+            )))),
         }
     } else {
         Routers {

@@ -8,15 +8,22 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 
-pub fn router(doc: Arc<serde_json::Value>) -> Router<AppState> {
-    Router::new()
+/// Liveness, readiness, metrics (unless a separate admin listener serves
+/// them) and the API document (when one is given).
+pub fn router(doc: Arc<serde_json::Value>, with_metrics: bool) -> Router<AppState> {
+    let mut r = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        r = r.route("/metrics", get(metrics));
+    }
+    if !doc.is_null() {
+        r = r.route(
             "/api/openapi.json",
             get(move || async move { Json((*doc).clone()) }),
-        )
+        );
+    }
+    r
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

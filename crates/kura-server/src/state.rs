@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 pub struct ServerConfig {
     pub max_upload_bytes: u64,
     pub session: SessionPolicy,
-    /// Set the Secure attribute on cookies and send HSTS (TLS in front or here).
+    /// Send HSTS (TLS here or at a proxy in front). Cookies are always `Secure`:
+    /// browsers accept those on http://localhost, and nowhere else is plain HTTP allowed.
     pub tls: bool,
     /// Trust X-Forwarded-For from a TLS proxy in front.
     pub trust_forwarded_for: bool,

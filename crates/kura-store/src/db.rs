@@ -78,13 +78,32 @@ impl Db {
 
     /// Apply every migration not yet applied, each in its own transaction.
     pub async fn migrate(&self) -> Result<Vec<i64>> {
+        // One connection for the whole run; on PostgreSQL it holds an
+        // advisory lock so nodes starting together migrate one at a time.
+        let mut conn = self.write.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(7_427_383_001)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = self.migrate_on(&mut conn).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7_427_383_001)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    async fn migrate_on(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<i64>> {
+        use sqlx::Connection;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS kura_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
         )
-        .execute(&self.write)
+        .execute(&mut *conn)
         .await?;
         let done: Vec<i64> = sqlx::query("SELECT version FROM kura_migrations ORDER BY version")
-            .fetch_all(&self.write)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|r| r.try_get::<i64, _>(0))
@@ -95,7 +114,7 @@ impl Db {
                 Backend::Sqlite => m.sqlite,
                 Backend::Postgres => m.postgres,
             };
-            let mut tx = self.write.begin().await?;
+            let mut tx = conn.begin().await?;
             tx.execute(sql).await?;
             sqlx::query(
                 "INSERT INTO kura_migrations (version, name, applied_at) VALUES ($1, $2, $3)",

@@ -6,7 +6,7 @@ use crate::audit::{self, AuditCtx, AuditEvent, Outcome};
 use crate::db::{Db, RowExt};
 use crate::error::{Result, StoreError};
 use crate::time::now_micros;
-use kura_core::policy::{ManageMembers, Read};
+use kura_core::policy::{ManageMembers, View};
 use kura_core::{OrgId, ProjectGrant, ProjectRole, UserId};
 use serde::Serialize;
 
@@ -21,7 +21,7 @@ pub struct Member {
     pub added_at: i64,
 }
 
-pub async fn list(db: &Db, g: &ProjectGrant<Read>) -> Result<Vec<Member>> {
+pub async fn list(db: &Db, g: &ProjectGrant<View>) -> Result<Vec<Member>> {
     let rows = sqlx::query(
         "SELECT m.user_id, m.role, m.added_at, u.email, u.display_name, u.org_id, o.name AS org_name \
          FROM project_members m JOIN users u ON u.id = m.user_id JOIN orgs o ON o.id = u.org_id \
@@ -65,9 +65,9 @@ async fn current_role(
     })
 }
 
-/// Owners and the owning organization's admins (who hold no role) may touch owners.
+/// Owners and the owning organization's admins may touch owners.
 fn may_touch_owner(g: &ProjectGrant<ManageMembers>) -> bool {
-    matches!(g.role(), Some(ProjectRole::Owner) | None)
+    g.role() == Some(ProjectRole::Owner) || g.via_org_admin()
 }
 
 async fn owners(

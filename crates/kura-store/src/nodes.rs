@@ -346,6 +346,12 @@ async fn insert_version(
     size: i64,
     user: UserId,
 ) -> Result<(VersionId, i64)> {
+    // Serialize version numbering per file: this write takes the row lock on
+    // PostgreSQL (and the database lock on SQLite) before we read MAX(number).
+    sqlx::query("UPDATE nodes SET modified_at = modified_at WHERE id = $1")
+        .bind(node.to_string())
+        .execute(&mut **tx)
+        .await?;
     let r =
         sqlx::query("SELECT COALESCE(MAX(number), 0) AS n FROM file_versions WHERE node_id = $1")
             .bind(node.to_string())
@@ -556,17 +562,12 @@ pub async fn copy(
         .bind(id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-    let total: i64 = rows
-        .iter()
-        .map(|r| r.int("size").unwrap_or(0))
-        .filter(|_| true)
-        .sum::<i64>();
-    let file_total: i64 = rows
-        .iter()
-        .filter(|r| r.flag("is_file").unwrap_or(false))
-        .map(|r| r.int("size").unwrap_or(0))
-        .sum();
-    let _ = total;
+    let mut file_total = 0i64;
+    for r in &rows {
+        if r.flag("is_file")? {
+            file_total += r.int("size")?;
+        }
+    }
     charge_quota(&mut tx, g.org_id(), file_total).await?;
     let mut map: std::collections::HashMap<String, NodeId> = std::collections::HashMap::new();
     let now = now_micros();

@@ -5,7 +5,7 @@ use crate::db::{Db, RowExt};
 use crate::error::{Result, StoreError};
 use crate::orgs::validate_display;
 use crate::time::now_micros;
-use kura_core::policy::{Administer, Read};
+use kura_core::policy::{Administer, View};
 use kura_core::{
     Actor, NodeId, OrgAction, OrgGrant, OrgId, ProjectFacts, ProjectGrant, ProjectId, ProjectRole,
     UserId,
@@ -105,7 +105,7 @@ pub async fn facts(db: &Db, project: ProjectId, user: UserId) -> Result<Option<P
     }
 }
 
-pub async fn get(db: &Db, g: &ProjectGrant<Read>) -> Result<Project> {
+pub async fn get(db: &Db, g: &ProjectGrant<View>) -> Result<Project> {
     get_by_id(db, g.project_id(), g.user_id()).await
 }
 

@@ -178,6 +178,17 @@ pub async fn revoke_all_for_user_tx(tx: &mut Transaction<'_, Any>, user: UserId)
     Ok(())
 }
 
+/// Changing a secret revokes what it protected: sessions and API tokens.
+pub async fn revoke_all_credentials_tx(tx: &mut Transaction<'_, Any>, user: UserId) -> Result<()> {
+    revoke_all_for_user_tx(tx, user).await?;
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now_micros())
+        .bind(user.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[derive(Debug, Serialize)]
 pub struct SessionInfo {
     pub id: SessionId,
@@ -188,10 +199,11 @@ pub struct SessionInfo {
     pub user_agent: String,
 }
 
-pub async fn list_for_user(db: &Db, user: UserId) -> Result<Vec<SessionInfo>> {
-    let rows = sqlx::query("SELECT id, created_at, last_seen_at, absolute_expires_at, ip, user_agent FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 ORDER BY created_at DESC")
+pub async fn list_for_user(db: &Db, user: UserId, idle_secs: i64) -> Result<Vec<SessionInfo>> {
+    let rows = sqlx::query("SELECT id, created_at, last_seen_at, absolute_expires_at, ip, user_agent FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 AND last_seen_at > $3 ORDER BY created_at DESC")
         .bind(user.to_string())
         .bind(now_micros())
+        .bind(now_micros() - idle_secs * MICROS_PER_SEC)
         .fetch_all(&db.read)
         .await?;
     rows.iter()

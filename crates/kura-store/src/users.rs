@@ -202,8 +202,11 @@ pub async fn update(
             .execute(&mut *tx)
             .await?;
     }
-    if c.disabled == Some(true) || c.org_admin.is_some() {
-        // A privilege change or a disabled account ends every session.
+    if c.disabled == Some(true) {
+        // A disabled account loses every session and token for good.
+        crate::sessions::revoke_all_credentials_tx(&mut tx, id).await?;
+    } else if c.org_admin.is_some() {
+        // A privilege change ends sessions (no session outlives its privileges).
         crate::sessions::revoke_all_for_user_tx(&mut tx, id).await?;
     }
     let detail = serde_json::json!({"user_id": id, "display_name": c.display_name, "org_admin": c.org_admin, "disabled": c.disabled});
@@ -240,7 +243,7 @@ pub async fn set_password_hash(
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    crate::sessions::revoke_all_for_user_tx(&mut tx, id).await?;
+    crate::sessions::revoke_all_credentials_tx(&mut tx, id).await?;
     audit::append(
         &mut tx,
         ctx,

@@ -290,6 +290,7 @@ async fn rotate(c: &Config, store: &kura_store::Store) -> Result<()> {
 }
 
 pub async fn migrate(c: Config) -> Result<ExitCode> {
+    open::ensure_private_dir(&c.data_dir)?;
     let url = c.database_url();
     let db = kura_store::Db::connect(&url).await?;
     let applied = db.migrate().await?;

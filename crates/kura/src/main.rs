@@ -70,7 +70,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kura: {e:#}");
-            ExitCode::FAILURE
+            // 1 is reserved for "fsck found missing or corrupt data".
+            ExitCode::from(2)
         }
     }
 }

@@ -17,7 +17,7 @@ pub fn next_key_path(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     #[cfg(unix)]
     {

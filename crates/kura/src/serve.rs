@@ -43,6 +43,8 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
     }
     if a.tls_cert.is_some() {
         c.tls_cert = a.tls_cert;
+    }
+    if a.tls_key.is_some() {
         c.tls_key = a.tls_key;
     }
     c.behind_tls_proxy |= a.behind_tls_proxy;

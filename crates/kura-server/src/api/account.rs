@@ -18,7 +18,7 @@ pub fn routes(api: Api) -> Api {
     let api = op!(api, post "/api/auth/login", "login", "account", "public", "json", "Sign in with email and password; sets the session cookie", login);
     let api = op!(api, post "/api/auth/logout", "logout", "account", "user", "none", "Sign out: revokes the current session", logout);
     let api = op!(api, get "/api/me", "me", "account", "user", "none", "The signed-in user", me);
-    let api = op!(api, post "/api/me/password", "change_password", "account", "user", "json", "Change your password (ends all other sessions)", change_password);
+    let api = op!(api, post "/api/me/password", "change_password", "account", "user", "json", "Change your password (ends every session and revokes API tokens; sign in again)", change_password);
     let api = op!(api, get "/api/me/sessions", "list_sessions", "account", "user", "none", "Your active sessions", list_sessions);
     let api = op!(api, delete "/api/me/sessions/{session_id}", "revoke_session", "account", "user", "none", "Revoke one of your sessions", revoke_session);
     let api = op!(api, get "/api/me/tokens", "list_tokens", "account", "user", "none", "Your API tokens", list_tokens);
@@ -175,6 +175,7 @@ async fn change_password(
     a: Authed,
     ApiJson(req): ApiJson<PasswordReq>,
 ) -> ApiResult<Response> {
+    a.require_writable()?;
     if req.current_password.len() > 1024 {
         return Err(ApiError::bad_request("password too long"));
     }
@@ -224,7 +225,8 @@ async fn change_password(
 }
 
 async fn list_sessions(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
-    let list = sessions::list_for_user(&s.store.db, a.actor.user_id).await?;
+    let list =
+        sessions::list_for_user(&s.store.db, a.actor.user_id, s.config.session.idle_secs).await?;
     let current = match a.actor.credential {
         Credential::Session(id) => Some(id),
         _ => None,
@@ -240,6 +242,7 @@ async fn revoke_session(
     a: Authed,
     ApiPath(id): ApiPath<SessionId>,
 ) -> ApiResult<Response> {
+    a.require_writable()?;
     sessions::revoke(&s.store.db, &a.ctx, a.actor.user_id, a.actor.org_id, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -293,6 +296,7 @@ async fn revoke_token(
     a: Authed,
     ApiPath(id): ApiPath<TokenId>,
 ) -> ApiResult<Response> {
+    a.require_writable()?;
     sessions::revoke_token(&s.store.db, &a.ctx, &a.actor, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

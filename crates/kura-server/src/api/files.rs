@@ -23,7 +23,7 @@ pub fn routes(api: Api) -> Api {
     let api = op!(api, get "/api/projects/{project_id}/folders/{node_id}/children", "list_children", "files", "project:read", "none", "List a folder (cursor pagination; sort by name, modified or size)", list_children);
     let api = op!(api, post "/api/projects/{project_id}/folders/{node_id}/folders", "create_folder", "files", "project:write", "json", "Create a folder", create_folder);
     let api = op!(api, get "/api/projects/{project_id}/trash", "list_trash", "trash", "project:read", "none", "Items in the project's trash", list_trash);
-    let api = op!(api, post "/api/projects/{project_id}/trash/{node_id}/restore", "restore_node", "trash", "project:write", "json", "Restore an item from the trash", restore_node);
+    let api = op!(api, post "/api/projects/{project_id}/trash/{node_id}/restore", "restore_node", "trash", "project:write", "json-optional", "Restore an item from the trash", restore_node);
     let api = op!(api, delete "/api/projects/{project_id}/trash/{node_id}", "purge_node", "trash", "project:purge", "none", "Permanently delete an item from the trash", purge_node);
     let api = op!(api, get "/api/projects/{project_id}/files/{node_id}/versions", "list_versions", "versions", "project:read", "none", "A file's versions, newest first", list_versions);
     op!(api, post "/api/projects/{project_id}/files/{node_id}/versions/{version_id}/restore", "restore_version", "versions", "project:write", "none", "Make an old version current (as a new version)", restore_version)

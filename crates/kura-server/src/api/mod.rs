@@ -33,7 +33,7 @@ pub struct Op {
     /// authorization-matrix test: "public", "user", "project:<action>",
     /// "org:<action>" or "platform".
     pub auth: &'static str,
-    /// Request body: "none", "json" or "binary".
+    /// Request body: "none", "json", "json-optional" or "binary".
     pub body: &'static str,
 }
 
@@ -112,8 +112,8 @@ fn openapi(groups: &[&Vec<Op>]) -> Value {
             operation["security"] = json!([{"session": []}, {"token": []}]);
         }
         match op.body {
-            "json" => {
-                operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}})
+            "json" | "json-optional" => {
+                operation["requestBody"] = json!({"required": op.body == "json", "content": {"application/json": {"schema": {"type": "object"}}}})
             }
             "binary" => {
                 operation["requestBody"] = json!({"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})

@@ -7,7 +7,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use kura_core::policy::{Administer, ManageMembers, Read};
+use kura_core::policy::{Administer, ManageMembers, View};
 use kura_core::{OrgAction, OrgId, ProjectId, ProjectRole, UserId};
 use kura_store::{members, projects, users, AuditEvent, Outcome};
 use serde::Deserialize;
@@ -16,9 +16,9 @@ use serde_json::json;
 pub fn routes(api: Api) -> Api {
     let api = op!(api, get "/api/projects", "list_projects", "projects", "user", "none", "Projects you are a member of (organization admins: all of their organization's)", list);
     let api = op!(api, post "/api/projects", "create_project", "projects", "org:create_project", "json", "Create a project owned by your organization; you become its owner", create);
-    let api = op!(api, get "/api/projects/{project_id}", "get_project", "projects", "project:read", "none", "A project", get);
+    let api = op!(api, get "/api/projects/{project_id}", "get_project", "projects", "project:view", "none", "A project", get);
     let api = op!(api, patch "/api/projects/{project_id}", "update_project", "projects", "project:administer", "json", "Rename a project", update);
-    let api = op!(api, get "/api/projects/{project_id}/members", "list_members", "members", "project:read", "none", "Members with their organization and role", list_members);
+    let api = op!(api, get "/api/projects/{project_id}/members", "list_members", "members", "project:view", "none", "Members with their organization and role", list_members);
     let api = op!(api, post "/api/projects/{project_id}/members", "add_member", "members", "project:manage_members", "json", "Add a member by email (from any organization)", add_member);
     let api = op!(api, put "/api/projects/{project_id}/members/{user_id}", "set_member", "members", "project:manage_members", "json", "Set a member's role", set_member);
     op!(api, delete "/api/projects/{project_id}/members/{user_id}", "remove_member", "members", "project:manage_members", "none", "Remove a member", remove_member)
@@ -61,7 +61,7 @@ async fn get(
     a: Authed,
     ApiPath(id): ApiPath<ProjectId>,
 ) -> ApiResult<Response> {
-    let g = s.project_grant::<Read>(&a.actor, &a.ctx, id).await?;
+    let g = s.project_grant::<View>(&a.actor, &a.ctx, id).await?;
     let p = projects::get(&s.store.db, &g).await?;
     s.record(
         &a.ctx,
@@ -95,7 +95,7 @@ async fn list_members(
     a: Authed,
     ApiPath(id): ApiPath<ProjectId>,
 ) -> ApiResult<Response> {
-    let g = s.project_grant::<Read>(&a.actor, &a.ctx, id).await?;
+    let g = s.project_grant::<View>(&a.actor, &a.ctx, id).await?;
     let items = members::list(&s.store.db, &g).await?;
     s.record(
         &a.ctx,

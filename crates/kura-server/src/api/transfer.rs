@@ -51,6 +51,23 @@ async fn precheck(s: &AppState, org: kura_core::OrgId, headers: &HeaderMap) -> A
     Ok(remaining)
 }
 
+/// Counts an upload in the gauge for as long as it lives, even if the
+/// request is dropped half-way (client gone, shutdown deadline).
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Encrypt the body into a blob, then let `commit` make it visible. Any
 /// failure removes the blob, so nothing half-written is ever visible.
 async fn receive<F, Fut>(
@@ -65,7 +82,7 @@ where
     Fut: std::future::Future<Output = Result<kura_store::nodes::Node, StoreError>>,
 {
     let key = s.store.keys.org_key(&s.store.db, org).await?;
-    s.metrics.uploads_in_flight.inc();
+    let _in_flight = InFlight::new(&s.metrics.uploads_in_flight);
     let counter = s.metrics.bytes_in.clone();
     let stream = body.into_data_stream().map(move |r| {
         if let Ok(b) = &r {
@@ -78,7 +95,6 @@ where
         quota_remaining: remaining,
     };
     let blob = encrypt_to_blob(&s.store.blobs, &key, Box::pin(stream), limits).await;
-    s.metrics.uploads_in_flight.dec();
     let blob = blob?;
     let id = blob.id;
     match commit(blob).await {
@@ -236,9 +252,11 @@ async fn download(
     a: Authed,
     ApiPath((p, file)): ApiPath<(ProjectId, NodeId)>,
     ApiQuery(q): ApiQuery<DownloadQuery>,
+    method: axum::http::Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, p).await?;
+    let head_only = method == axum::http::Method::HEAD;
     let (node, v) = nodes::version(&s.store.db, &g, file, q.version).await?;
     let etag = format!("\"{}\"", v.id);
     let base = AuditEvent::new("file.download", Outcome::Success)
@@ -296,6 +314,27 @@ async fn download(
         None => (0, size),
     };
     let served = end_excl - start;
+    if head_only {
+        // Headers only: audited as a metadata read, nothing decrypted.
+        s.record(
+            &a.ctx,
+            AuditEvent {
+                action: "file.head",
+                ..base.clone()
+            }
+            .bytes(0),
+        )
+        .await?;
+        let meta = ContentMeta {
+            served,
+            size,
+            range,
+            etag: &etag,
+            name: &node.name,
+            created_at: v.created_at,
+        };
+        return meta.response(Body::empty());
+    }
     // The record of this read is durable before any byte leaves.
     s.record(
         &a.ctx,
@@ -348,45 +387,70 @@ async fn download(
     let body = Body::from_stream(
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest),
     );
-    let mut resp = Response::new(body);
-    *resp.status_mut() = if range.is_some() {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
+    let meta = ContentMeta {
+        served,
+        size,
+        range,
+        etag: &etag,
+        name: &node.name,
+        created_at: v.created_at,
     };
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(served));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?,
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    h.insert(header::CONTENT_DISPOSITION, content_disposition(&node.name));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox; default-src 'none'"),
-    );
-    if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(
-        std::time::UNIX_EPOCH + std::time::Duration::from_micros(v.created_at as u64),
-    )) {
-        h.insert(header::LAST_MODIFIED, lm);
-    }
-    if let Some((a0, b0)) = range {
+    meta.response(body)
+}
+
+struct ContentMeta<'a> {
+    served: u64,
+    size: u64,
+    range: Option<(u64, u64)>,
+    etag: &'a str,
+    name: &'a str,
+    created_at: i64,
+}
+
+impl ContentMeta<'_> {
+    /// The response for file content: never rendered inline, never sniffed,
+    /// sandboxed if a browser opens it anyway.
+    fn response(&self, body: Body) -> ApiResult<Response> {
+        let mut resp = Response::new(body);
+        *resp.status_mut() = if self.range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        let h = resp.headers_mut();
         h.insert(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&format!("bytes {a0}-{b0}/{size}"))
-                .map_err(|_| ApiError::internal())?,
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
         );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(self.served));
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert(
+            header::ETAG,
+            HeaderValue::from_str(self.etag).map_err(|_| ApiError::internal())?,
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+        h.insert(header::CONTENT_DISPOSITION, content_disposition(self.name));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
+        let modified = std::time::UNIX_EPOCH
+            + std::time::Duration::from_micros(u64::try_from(self.created_at).unwrap_or(0));
+        if let Ok(lm) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+            h.insert(header::LAST_MODIFIED, lm);
+        }
+        if let Some((a0, b0)) = self.range {
+            let cr = format!("bytes {a0}-{b0}/{}", self.size);
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&cr).map_err(|_| ApiError::internal())?,
+            );
+        }
+        Ok(resp)
     }
-    Ok(resp)
 }
 
 #[cfg(test)]

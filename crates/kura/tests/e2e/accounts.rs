@@ -18,6 +18,7 @@ pub async fn sessions_tokens_csrf_and_revocation() {
     let wrong = anon
         .http
         .post(format!("{}/api/auth/login", anon.base))
+        .header("x-forwarded-for", "203.0.113.9")
         .json(&json!({"email": u.email(), "password": "wrong password!"}))
         .send()
         .await
@@ -63,6 +64,11 @@ pub async fn sessions_tokens_csrf_and_revocation() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     assert_eq!(v["code"], "csrf");
+    let (_, rej) = root.get("/api/admin/audit?action=auth.reject").await;
+    assert_eq!(
+        rej["items"][0]["detail"]["reason"], "csrf",
+        "CSRF refusals are audited"
+    );
     let mut bad_csrf = u.clone();
     bad_csrf.csrf = Some("kcsrf_forged".into());
     let (st, _) = bad_csrf
@@ -163,9 +169,23 @@ pub async fn sessions_tokens_csrf_and_revocation() {
         )
         .await;
 
-    // Password change ends every session; the new password works, the old does not.
+    // Password change ends every session and API token; the new password works.
     let u = u.login(&u.email(), PASSWORD).await;
     let other_session = u.login(&u.email(), PASSWORD).await;
+    let token_before = u.with_token(false).await;
+    let ro_before = u.with_token(true).await;
+    let (st, _) = ro_before
+        .json(
+            Method::POST,
+            "/api/me/password",
+            json!({"current_password": PASSWORD, "new_password": "x long password"}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "read-only tokens cannot change the account"
+    );
     let (st, _) = u
         .json(
             Method::POST,
@@ -192,6 +212,10 @@ pub async fn sessions_tokens_csrf_and_revocation() {
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(
         other_session.get("/api/me").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token_before.get("/api/me").await.0,
         StatusCode::UNAUTHORIZED
     );
     let u = u.login(&u.email(), "another long password").await;
@@ -239,7 +263,10 @@ pub async fn sessions_tokens_csrf_and_revocation() {
     assert_eq!(st, StatusCode::OK);
     let items = v["items"].as_array().unwrap();
     assert!(!items.is_empty());
-    assert_eq!(items[0]["ip"], "127.0.0.1");
+    assert!(
+        items.iter().all(|e| e["ip"] == "127.0.0.1"),
+        "X-Forwarded-For is not trusted without a proxy"
+    );
     assert!(
         items.iter().all(|e| e["org_id"] == org.as_str()),
         "only this organization's events"

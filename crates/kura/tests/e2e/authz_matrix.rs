@@ -47,7 +47,7 @@ struct Target {
 
 fn min_role(action: &str) -> Role {
     match action {
-        "read" => Role::Viewer,
+        "view" | "read" => Role::Viewer,
         "write" => Role::Member,
         "purge" | "manage_members" => Role::Manager,
         "administer" => Role::Owner,
@@ -77,7 +77,7 @@ fn expect(actor: &ActorSpec, auth: &str, target_org: &str, target_is_pa1: bool) 
         if role.is_some_and(|r| r >= min_role(action)) {
             return Expect::Allow;
         }
-        if org_admin_here && matches!(action, "manage_members" | "administer") {
+        if org_admin_here && matches!(action, "view" | "manage_members" | "administer") {
             return Expect::Allow;
         }
         return Expect::Status(403);
@@ -433,7 +433,7 @@ pub async fn run() {
 
     // Every denial was audited.
     let (st, v) = root
-        .get(&format!("/api/admin/audit?action=authz.deny&limit=1000"))
+        .get("/api/admin/audit?action=authz.deny&limit=1000")
         .await;
     assert_eq!(st, StatusCode::OK);
     assert!(

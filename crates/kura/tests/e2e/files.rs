@@ -91,6 +91,12 @@ pub async fn upload_download_ranges_etag_and_ciphertext_at_rest() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let r = a.request(Method::HEAD, &url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
 
     // Empty file.
     let empty = a.upload_ok(p, &p.root, "empty.txt", vec![]).await;

@@ -55,19 +55,12 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
     }
 }
 
+#[derive(Default)]
 pub struct ServerOpts {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
 }
 
-impl Default for ServerOpts {
-    fn default() -> Self {
-        Self {
-            env: vec![],
-            args: vec![],
-        }
-    }
-}
 
 pub struct TestServer {
     child: Option<Child>,

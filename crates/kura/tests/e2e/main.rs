@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail by panicking
 //! End-to-end tests against the real `kura` binary (one test binary for the
 //! crate: linking is the slow part of builds here). The same suite runs on
 //! SQLite (default) and PostgreSQL (KURA_TEST_DB=postgres).

@@ -79,6 +79,24 @@ pub async fn separate_admin_listener() {
     on_admin.base = server.admin_base.clone().unwrap();
     let (st, v) = on_admin.get("/api/admin/orgs").await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    let public_metrics = root
+        .http
+        .get(format!("{}/metrics", root.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        public_metrics.status(),
+        StatusCode::NOT_FOUND,
+        "metrics only on the admin listener"
+    );
+    let admin_metrics = root
+        .http
+        .get(format!("{}/metrics", on_admin.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin_metrics.status(), StatusCode::OK);
     let (st, _) = root.get("/api/me").await;
     assert_eq!(st, StatusCode::OK);
 }
