@@ -149,11 +149,11 @@ def report(raw, out_md, command):
         lines.append(f"| {label.format(**sub)}, {unit} | {fmt(km)} | {fmt(nm)} | "
                      f"{'n/a' if ratio is None else f'{ratio:.2f}'} | {target} |")
     reps = env.get("REPS", "3")
-    foot = [f"Cells are medians of {reps} repetitions (RSS: one sample series, 100 ms). "
+    foot = [f"Cells are medians of REPS={reps} repetition(s) (RSS: one sample series, 100 ms). "
             f"Targets failed: {failed}.",
             f"Background CPU busy in the 1 s before timed runs: max {max(bg) if bg else 'n/a'}%."]
     table = "\n".join(lines)
-    print(table)
+    print(table + "\n")
     print("\n".join(foot + notes))
     uname = subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip()
     md = [f"# Kura vs nginx benchmark, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "",

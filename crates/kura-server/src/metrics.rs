@@ -67,7 +67,7 @@ impl Metrics {
         );
         registry.register(
             "audit_events",
-            "Audit events recorded outside change transactions",
+            "Audit events appended",
             audit_events.clone(),
         );
         Arc::new(Self {
@@ -82,6 +82,12 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        // Bring the audit counter up to the store's own count.
+        let total = kura_store::audit::appended_total();
+        let seen = self.audit_events.get();
+        if total > seen {
+            self.audit_events.inc_by(total - seen);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

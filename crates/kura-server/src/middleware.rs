@@ -21,7 +21,9 @@ async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> 
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut resp = next.run(req).await;
+    // Every log line written while handling the request carries its id.
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
     let h = resp.headers_mut();
     h.insert(
         "x-request-id",

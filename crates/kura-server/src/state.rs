@@ -49,7 +49,6 @@ impl AppState {
     }
 
     async fn audit_denial(&self, ctx: &AuditCtx, ev: AuditEvent) -> ApiResult<()> {
-        self.metrics.audit_events.inc();
         self.store
             .audit
             .record(ctx, ev)
@@ -126,7 +125,6 @@ impl AppState {
 
     /// Record a read (list, view, download) and wait until it is durable.
     pub async fn record(&self, ctx: &AuditCtx, ev: AuditEvent) -> ApiResult<()> {
-        self.metrics.audit_events.inc();
         self.store
             .audit
             .record(ctx, ev)

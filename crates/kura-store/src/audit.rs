@@ -126,7 +126,16 @@ impl AuditEvent {
 const INSERT: &str = "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 /// Append one event inside the caller's transaction (for changes).
+/// Events appended by this process (for metrics; counts attempts inside
+/// transactions that may still roll back).
+static APPENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn appended_total() -> u64 {
+    APPENDED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub async fn append(tx: &mut Transaction<'_, Any>, ctx: &AuditCtx, ev: &AuditEvent) -> Result<()> {
+    APPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     sqlx::query(INSERT)
         .bind(now_micros())
         .bind(ev.org_id.map(|x| x.to_string()))

@@ -61,7 +61,6 @@ pub struct ServerOpts {
     pub args: Vec<String>,
 }
 
-
 pub struct TestServer {
     child: Option<Child>,
     pub base: String,
