@@ -56,6 +56,17 @@ pub fn token_digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// The CSRF token of a session, derived from the session secret so that
+/// server-rendered pages can embed it without storing it: only someone who
+/// holds the (HttpOnly) session cookie can compute it.
+pub fn csrf_for(session_token: &str) -> String {
+    let d = Sha256::digest([b"kura-csrf-v1\0".as_slice(), session_token.as_bytes()].concat());
+    format!(
+        "kcsrf_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d)
+    )
+}
+
 /// Constant-time equality for secrets.
 pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;

@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod ops;
 pub mod state;
 pub mod tls;
+pub mod web;
 
 pub use state::{AppState, ServerConfig};
 
@@ -29,13 +30,13 @@ pub fn build(state: AppState, separate_admin: bool) -> Routers {
     let ops = ops::router(doc, !separate_admin);
     let wrap = |r: Router<AppState>| {
         middleware::wrap(
-            r.fallback(api::not_found).with_state(state.clone()),
+            r.fallback(web::not_found).with_state(state.clone()),
             state.clone(),
         )
     };
     if separate_admin {
         Routers {
-            public: wrap(api_public.merge(ops.clone())),
+            public: wrap(api_public.merge(ops.clone()).merge(web::router())),
             admin: Some(wrap(api_admin.merge(ops::router(
                 std::sync::Arc::new(serde_json::Value::Null),
                 true,
@@ -43,7 +44,7 @@ pub fn build(state: AppState, separate_admin: bool) -> Routers {
         }
     } else {
         Routers {
-            public: wrap(api_public.merge(api_admin).merge(ops)),
+            public: wrap(api_public.merge(api_admin).merge(ops).merge(web::router())),
             admin: None,
         }
     }

@@ -37,7 +37,9 @@ async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> 
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::X_FRAME_OPTIONS) {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     h.insert(
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),

@@ -307,8 +307,12 @@ pub async fn query(db: &Db, scope: AuditScope<'_>, mut q: AuditQuery) -> Result<
         };
     }
     let rows = query.fetch_all(&db.read).await?;
-    rows.iter()
-        .map(|r| {
+    rows.iter().map(stored_from_row).collect()
+}
+
+fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEvent> {
+    {
+        {
             Ok(StoredEvent {
                 id: r.int("id")?,
                 ts_micros: r.int("ts")?,
@@ -330,11 +334,26 @@ pub async fn query(db: &Db, scope: AuditScope<'_>, mut q: AuditQuery) -> Result<
                     .opt_str("detail")?
                     .and_then(|d| serde_json::from_str(&d).ok()),
             })
-        })
-        .collect()
+        }
+    }
 }
 
 enum Bind {
     S(String),
     I(i64),
+}
+
+/// Recent changes in the projects `user` is a member of (the home page's
+/// activity list). Membership is checked in the query itself.
+pub async fn recent_activity(db: &Db, user: UserId, limit: i64) -> Result<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_events WHERE project_id IN (SELECT project_id FROM project_members WHERE user_id = $1) \
+         AND outcome = 'success' AND action IN ('file.upload', 'file.upload_version', 'folder.create', 'node.rename', 'node.move', 'node.trash', 'node.restore', 'node.copy', 'member.add', 'file.restore_version') \
+         ORDER BY id DESC LIMIT $2",
+    )
+    .bind(user.to_string())
+    .bind(limit.clamp(1, 100))
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter().map(stored_from_row).collect()
 }

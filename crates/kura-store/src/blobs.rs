@@ -4,12 +4,11 @@
 
 use crate::error::Result;
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use kura_core::BlobId;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
-use object_store::{GetOptions, GetRange, ObjectStore, WriteMultipart};
+use object_store::{ObjectStore, WriteMultipart};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,17 +67,9 @@ impl BlobStore {
     }
 
     /// Stream the ciphertext bytes in `range`.
-    pub async fn read_range(
-        &self,
-        id: BlobId,
-        range: Range<u64>,
-    ) -> Result<BoxStream<'static, Result<Bytes>>> {
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..Default::default()
-        };
-        let res = self.inner.get_opts(&Self::path(id), opts).await?;
-        Ok(res.into_stream().map(|r| r.map_err(Into::into)).boxed())
+    /// Read the ciphertext bytes in `range` in one request.
+    pub async fn read_bytes(&self, id: BlobId, range: Range<u64>) -> Result<Bytes> {
+        Ok(self.inner.get_range(&Self::path(id), range).await?)
     }
 
     pub async fn delete(&self, id: BlobId) -> Result<()> {

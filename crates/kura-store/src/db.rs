@@ -30,12 +30,20 @@ struct Migration {
 }
 
 /// Migrations are paired: every version has a SQLite and a PostgreSQL file.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "user_preferences",
+        sqlite: include_str!("../migrations/sqlite/0002_user_preferences.sql"),
+        postgres: include_str!("../migrations/postgres/0002_user_preferences.sql"),
+    },
+];
 
 impl Db {
     /// Connect to `url` (`sqlite://PATH` or `postgres://…`).
@@ -52,7 +60,8 @@ impl Db {
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&write)
                 .await?;
-            let read = sqlite_pool(&url, 8).await?;
+            // Each SQLite connection is a thread; more readers only add context switches on small machines.
+            let read = sqlite_pool(&url, 4).await?;
             Ok(Self {
                 write,
                 read,
@@ -210,13 +219,21 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1);
             assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
-            let tables = |s: &str| s.matches("CREATE TABLE").count();
-            assert_eq!(
-                tables(m.sqlite),
-                tables(m.postgres),
-                "migration {} differs",
-                m.name
-            );
+            let count = |s: &str, what: &str| s.matches(what).count();
+            for what in [
+                "CREATE TABLE",
+                "ALTER TABLE",
+                "CREATE INDEX",
+                "CREATE UNIQUE INDEX",
+                "TRIGGER",
+            ] {
+                assert_eq!(
+                    count(m.sqlite, what),
+                    count(m.postgres, what),
+                    "migration {} differs in {what}",
+                    m.name
+                );
+            }
         }
     }
 }

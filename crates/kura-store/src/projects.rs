@@ -162,3 +162,14 @@ pub async fn list_all(db: &Db) -> Result<Vec<Project>> {
         .await?;
     rows.iter().map(from_row).collect()
 }
+
+/// The projects an organization owns (its admins' overview).
+pub async fn list_in_org(db: &Db, g: &kura_core::OrgGrant) -> Result<Vec<Project>> {
+    let rows = sqlx::query(
+        "SELECT p.*, NULL AS role FROM projects p WHERE p.org_id = $1 ORDER BY p.name, p.id",
+    )
+    .bind(g.org_id().to_string())
+    .fetch_all(&db.read)
+    .await?;
+    rows.iter().map(from_row).collect()
+}

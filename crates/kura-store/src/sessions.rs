@@ -36,7 +36,7 @@ pub async fn create(
 ) -> Result<NewSession> {
     let id = SessionId::new();
     let token = random_token("kses");
-    let csrf = random_token("kcsrf");
+    let csrf = kura_crypto::secrets::csrf_for(&token);
     let now = now_micros();
     let abs = now + policy.absolute_secs * MICROS_PER_SEC;
     let mut tx = db.write.begin().await?;

@@ -51,10 +51,11 @@ where
     let (cipher, nonce_prefix) = ChunkCipher::new_for_blob(&key, &ctx);
     let mut writer = blobs.writer(id).await?;
     let mut state = Sealer {
-        cipher,
+        cipher: std::sync::Arc::new(cipher),
         index: 0,
         hasher: Sha256::new(),
         size: 0,
+        inflight: None,
     };
     let result = pump(&mut writer, &mut state, body, &limits).await;
     match result {
@@ -75,26 +76,77 @@ where
     }
 }
 
+/// Plaintext sealed per step (16 chunks = 1 MiB). Sealing runs on a
+/// blocking thread while the next batch is being received.
+const SEAL_BATCH: usize = 16 * CHUNK_SIZE;
+
+type Sealed = tokio::task::JoinHandle<std::result::Result<Vec<u8>, String>>;
+
 struct Sealer {
-    cipher: ChunkCipher,
+    cipher: std::sync::Arc<ChunkCipher>,
     index: u64,
     hasher: Sha256,
     size: u64,
+    inflight: Option<Sealed>,
+}
+
+/// Seal `data` as chunks `first..`; the final chunk of the blob (`last`)
+/// is flagged so truncation is detected. Empty data is one empty chunk.
+fn seal_batch(
+    cipher: &ChunkCipher,
+    first: u64,
+    data: &[u8],
+    last: bool,
+) -> std::result::Result<Vec<u8>, String> {
+    let n = if data.is_empty() {
+        1
+    } else {
+        data.len().div_ceil(CHUNK_SIZE)
+    };
+    let mut out = Vec::with_capacity(data.len() + n * TAG_SIZE);
+    let mut buf = Vec::with_capacity(CHUNK_SIZE + TAG_SIZE);
+    for k in 0..n {
+        let piece = data
+            .get(k * CHUNK_SIZE..((k + 1) * CHUNK_SIZE).min(data.len()))
+            .unwrap_or(&[]);
+        buf.clear();
+        buf.extend_from_slice(piece);
+        cipher
+            .seal(first + k as u64, last && k + 1 == n, &mut buf)
+            .map_err(|e| e.to_string())?;
+        out.extend_from_slice(&buf);
+    }
+    Ok(out)
 }
 
 impl Sealer {
-    async fn emit(
+    /// Write out the batch sealed before, then start sealing `data`.
+    async fn submit(
         &mut self,
         w: &mut object_store::WriteMultipart,
-        mut chunk: Vec<u8>,
+        data: Option<BytesMut>,
         last: bool,
     ) -> Result<()> {
-        self.cipher
-            .seal(self.index, last, &mut chunk)
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        self.index += 1;
-        w.wait_for_capacity(2).await?;
-        w.write(&chunk);
+        if let Some(job) = self.inflight.take() {
+            let sealed = job
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))?
+                .map_err(StoreError::Internal)?;
+            w.wait_for_capacity(2).await?;
+            w.write(&sealed);
+        }
+        if let Some(data) = data {
+            let chunks = if data.is_empty() {
+                1
+            } else {
+                data.len().div_ceil(CHUNK_SIZE)
+            } as u64;
+            let (cipher, first) = (self.cipher.clone(), self.index);
+            self.index += chunks;
+            self.inflight = Some(tokio::task::spawn_blocking(move || {
+                seal_batch(&cipher, first, &data, last)
+            }));
+        }
         Ok(())
     }
 }
@@ -109,12 +161,9 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG_SIZE);
-    // A full chunk is held back until we know whether more data follows,
-    // because the final chunk is sealed differently.
-    let mut pending: Option<Vec<u8>> = None;
+    let mut pending = BytesMut::with_capacity(SEAL_BATCH + CHUNK_SIZE);
     while let Some(piece) = body.next().await {
-        let mut piece = piece.map_err(|e| {
+        let piece = piece.map_err(|e| {
             tracing::debug!(error = %e, "upload body ended early");
             StoreError::Interrupted
         })?;
@@ -126,31 +175,15 @@ where
             return Err(StoreError::QuotaExceeded);
         }
         st.hasher.update(&piece);
-        while !piece.is_empty() {
-            let take = (CHUNK_SIZE - buf.len()).min(piece.len());
-            buf.extend_from_slice(&piece.split_to(take));
-            if buf.len() == CHUNK_SIZE {
-                if let Some(p) = pending.take() {
-                    st.emit(w, p, false).await?;
-                }
-                pending = Some(std::mem::replace(
-                    &mut buf,
-                    Vec::with_capacity(CHUNK_SIZE + TAG_SIZE),
-                ));
-            }
+        pending.extend_from_slice(&piece);
+        // Strictly more than a batch: the batch is not the end of the blob.
+        while pending.len() > SEAL_BATCH {
+            let batch = pending.split_to(SEAL_BATCH);
+            st.submit(w, Some(batch), false).await?;
         }
     }
-    if buf.is_empty() && pending.is_some() {
-        if let Some(p) = pending.take() {
-            st.emit(w, p, true).await?;
-        }
-    } else {
-        if let Some(p) = pending.take() {
-            st.emit(w, p, false).await?;
-        }
-        st.emit(w, buf, true).await?;
-    }
-    Ok(())
+    st.submit(w, Some(pending), true).await?;
+    st.submit(w, None, true).await
 }
 
 /// A stream of plaintext bytes; an integrity failure ends it with an
@@ -164,8 +197,14 @@ pub struct OpenedRange {
     pub rest: PlainStream,
 }
 
+/// Chunks fetched and decrypted per step: 1 MiB of plaintext, so a big
+/// download makes few storage requests and few hand-offs between threads.
+const BATCH_CHUNKS: u64 = 16;
+
 /// Open `range` (plaintext offsets, `start < end` unless the file is empty)
-/// of the blob. The whole-file digest is verified when the range is the whole file.
+/// of the blob. The whole-file digest is verified when the range is the
+/// whole file. After the first batch, a task reads and decrypts ahead of the
+/// client by two batches.
 pub async fn open_range(
     blobs: &BlobStore,
     org_key: &OrgKey,
@@ -174,7 +213,7 @@ pub async fn open_range(
 ) -> Result<OpenedRange> {
     let ctx = blob_context(meta.id);
     let key = org_key.unwrap_data_key(&meta.wrapped_key, &ctx)?;
-    let cipher = ChunkCipher::open(&key, &meta.nonce_prefix, &ctx);
+    let cipher = std::sync::Arc::new(ChunkCipher::open(&key, &meta.nonce_prefix, &ctx));
     let layout = ChunkLayout::new(meta.size);
     let first = layout.chunk_of(range.start);
     let last = if range.end == 0 {
@@ -182,12 +221,9 @@ pub async fn open_range(
     } else {
         layout.chunk_of(range.end - 1)
     };
-    let ct_range = layout.ciphertext_range(first, last);
-    let source = blobs.read_range(meta.id, ct_range).await?;
     let whole = range.start == 0 && range.end == meta.size;
     let mut reader = ChunkReader {
-        source,
-        carry: BytesMut::new(),
+        blobs: blobs.clone(),
         cipher,
         layout,
         next: first,
@@ -197,17 +233,36 @@ pub async fn open_range(
         expected: meta.sha256.clone(),
         blob: meta.id,
     };
-    let first_piece = match reader.next_piece().await {
+    let first_piece = match reader.next_batch().await {
         Ok(Some(b)) => b,
         Ok(None) => Bytes::new(),
         Err(e) => return Err(StoreError::Corrupt(e.to_string())),
     };
-    let rest = futures_util::stream::try_unfold(reader, |mut r| async move {
-        match r.next_piece().await {
-            Ok(Some(b)) => Ok(Some((b, r))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
+    if reader.next > reader.last {
+        return Ok(OpenedRange {
+            first: first_piece,
+            rest: futures_util::stream::empty().boxed(),
+        });
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        loop {
+            match reader.next_batch().await {
+                Ok(Some(b)) => {
+                    if tx.send(Ok(b)).await.is_err() {
+                        break; // the client went away
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
+            }
         }
+    });
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     })
     .boxed();
     Ok(OpenedRange {
@@ -217,9 +272,8 @@ pub async fn open_range(
 }
 
 struct ChunkReader {
-    source: BoxStream<'static, Result<Bytes>>,
-    carry: BytesMut,
-    cipher: ChunkCipher,
+    blobs: BlobStore,
+    cipher: std::sync::Arc<ChunkCipher>,
     layout: ChunkLayout,
     next: u64,
     last: u64,
@@ -233,43 +287,95 @@ fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
 }
 
+/// What one decryption step needs and returns (moved to a blocking thread).
+struct Batch {
+    cipher: std::sync::Arc<ChunkCipher>,
+    layout: ChunkLayout,
+    first: u64,
+    last: u64,
+    range: Range<u64>,
+    hasher: Option<Sha256>,
+    ciphertext: Bytes,
+    blob: BlobId,
+}
+
+fn decrypt_batch(mut b: Batch) -> (std::result::Result<Bytes, std::io::Error>, Option<Sha256>) {
+    let mut out = BytesMut::with_capacity(((b.last - b.first + 1) as usize) * CHUNK_SIZE);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG_SIZE);
+    let mut offset = 0usize;
+    for idx in b.first..=b.last {
+        let is_last = b.layout.is_last(idx);
+        let plain_len = if is_last {
+            b.layout.size - idx * CHUNK_SIZE as u64
+        } else {
+            CHUNK_SIZE as u64
+        } as usize;
+        let end = offset + plain_len + TAG_SIZE;
+        let Some(ct) = b.ciphertext.get(offset..end) else {
+            return (
+                Err(invalid(format!(
+                    "blob {} is truncated at chunk {idx}",
+                    b.blob
+                ))),
+                b.hasher,
+            );
+        };
+        offset = end;
+        buf.clear();
+        buf.extend_from_slice(ct);
+        if let Err(e) = b.cipher.open_chunk(idx, is_last, &mut buf) {
+            return (Err(invalid(format!("blob {}: {e}", b.blob))), b.hasher);
+        }
+        if let Some(h) = b.hasher.as_mut() {
+            h.update(&buf);
+        }
+        let chunk_start = idx * CHUNK_SIZE as u64;
+        let from = b.range.start.saturating_sub(chunk_start) as usize;
+        let to = (b.range.end.saturating_sub(chunk_start) as usize).min(buf.len());
+        if from < to {
+            out.extend_from_slice(&buf[from..to]);
+        }
+    }
+    (Ok(out.freeze()), b.hasher)
+}
+
 impl ChunkReader {
-    async fn next_piece(&mut self) -> std::result::Result<Option<Bytes>, std::io::Error> {
+    async fn next_batch(&mut self) -> std::result::Result<Option<Bytes>, std::io::Error> {
         if self.next > self.last {
             return Ok(None);
         }
-        let idx = self.next;
-        let is_last = self.layout.is_last(idx);
-        let plain_len = if is_last {
-            self.layout.size - idx * CHUNK_SIZE as u64
-        } else {
-            CHUNK_SIZE as u64
+        let first = self.next;
+        let last = (first + BATCH_CHUNKS - 1).min(self.last);
+        let ct_range = self.layout.ciphertext_range(first, last);
+        let ciphertext = self
+            .blobs
+            .read_bytes(self.blob, ct_range)
+            .await
+            .map_err(|e| std::io::Error::other(format!("blob {}: {e}", self.blob)))?;
+        let batch = Batch {
+            cipher: self.cipher.clone(),
+            layout: self.layout,
+            first,
+            last,
+            range: self.range.clone(),
+            hasher: self.hasher.take(),
+            ciphertext,
+            blob: self.blob,
         };
-        let want = plain_len as usize + TAG_SIZE;
-        while self.carry.len() < want {
-            match self.source.next().await {
-                Some(Ok(b)) => self.carry.extend_from_slice(&b),
-                Some(Err(e)) => {
-                    return Err(std::io::Error::other(format!("blob {}: {e}", self.blob)))
-                }
-                None => {
-                    return Err(invalid(format!(
-                        "blob {} is truncated at chunk {idx}",
-                        self.blob
-                    )))
-                }
-            }
-        }
-        let mut chunk = self.carry.split_to(want).to_vec();
-        self.cipher
-            .open_chunk(idx, is_last, &mut chunk)
-            .map_err(|e| invalid(format!("blob {}: {e}", self.blob)))?;
-        self.next += 1;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&chunk);
-            if is_last {
-                let got = hex::encode(self.hasher.take().map(|h| h.finalize()).unwrap_or_default());
-                if got != self.expected {
+        // A chunk or two is cheaper to decrypt here than to hand off.
+        let (result, hasher) = if last - first < 2 {
+            decrypt_batch(batch)
+        } else {
+            tokio::task::spawn_blocking(move || decrypt_batch(batch))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+        };
+        self.hasher = hasher;
+        let bytes = result?;
+        self.next = last + 1;
+        if self.layout.is_last(last) {
+            if let Some(h) = self.hasher.take() {
+                if hex::encode(h.finalize()) != self.expected {
                     return Err(invalid(format!(
                         "blob {}: plaintext digest mismatch",
                         self.blob
@@ -277,15 +383,7 @@ impl ChunkReader {
                 }
             }
         }
-        let chunk_start = idx * CHUNK_SIZE as u64;
-        let from = self.range.start.saturating_sub(chunk_start) as usize;
-        let to = ((self.range.end - chunk_start) as usize).min(chunk.len());
-        let mut bytes = Bytes::from(chunk);
-        Ok(Some(if from < to {
-            bytes.split_off(from).split_to(to - from)
-        } else {
-            Bytes::new()
-        }))
+        Ok(Some(bytes))
     }
 }
 

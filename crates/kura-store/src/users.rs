@@ -20,10 +20,13 @@ pub struct User {
     pub platform_admin: bool,
     pub disabled: bool,
     pub created_at: i64,
+    /// Preferred interface language ("en", "ja"); none: follow the browser.
+    pub locale: Option<String>,
+    /// IANA time zone for showing times; none: UTC.
+    pub time_zone: Option<String>,
 }
 
-const COLS: &str =
-    "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at";
+const COLS: &str = "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at, locale, time_zone";
 
 fn from_row(r: &AnyRow) -> Result<User> {
     Ok(User {
@@ -35,6 +38,8 @@ fn from_row(r: &AnyRow) -> Result<User> {
         platform_admin: r.flag("platform_admin")?,
         disabled: r.flag("disabled")?,
         created_at: r.int("created_at")?,
+        locale: r.opt_str("locale")?,
+        time_zone: r.opt_str("time_zone")?,
     })
 }
 
@@ -412,4 +417,28 @@ pub async fn set_account_roles(
     .await?;
     tx.commit().await?;
     get_any(db, id).await
+}
+
+/// The caller's own display preferences (validated by the caller).
+pub async fn set_preferences(
+    db: &Db,
+    ctx: &AuditCtx,
+    id: UserId,
+    org: OrgId,
+    locale: Option<&str>,
+    time_zone: Option<&str>,
+) -> Result<()> {
+    let mut tx = db.write.begin().await?;
+    sqlx::query("UPDATE users SET locale = $1, time_zone = $2 WHERE id = $3")
+        .bind(locale.map(str::to_string))
+        .bind(time_zone.map(str::to_string))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let ev = AuditEvent::new("user.preferences", Outcome::Success)
+        .org(org)
+        .detail(serde_json::json!({"locale": locale, "time_zone": time_zone}));
+    audit::append(&mut tx, ctx, &ev).await?;
+    tx.commit().await?;
+    Ok(())
 }

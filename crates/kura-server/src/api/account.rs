@@ -81,20 +81,24 @@ struct LoginReq {
     password: String,
 }
 
-async fn login(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    ApiJson(req): ApiJson<LoginReq>,
-) -> ApiResult<Response> {
-    if req.email.len() > 254 || req.password.len() > 1024 {
+/// Verify a password sign-in and open a session. Unknown accounts, wrong
+/// passwords, disabled accounts and suspended organizations all get the
+/// same answer after the same work. Shared by the API and the web sign-in.
+pub(crate) async fn sign_in(
+    s: &AppState,
+    ctx: &kura_store::AuditCtx,
+    email: &str,
+    password: &str,
+) -> ApiResult<(users::User, sessions::NewSession)> {
+    if email.len() > 254 || password.len() > 1024 {
         return Err(ApiError::bad_request("email or password too long"));
     }
-    let found = users::by_email(&s.store.db, &req.email).await?;
+    let found = users::by_email(&s.store.db, email).await?;
     let (hash, user) = match &found {
         Some((u, Some(h))) => (h.clone(), Some(u.clone())),
         _ => (s.dummy_hash.to_string(), None),
     };
-    let pw = req.password.clone();
+    let pw = password.to_string();
     let verified = s
         .hash_blocking(move || kura_crypto::verify_password(&pw, &hash))
         .await?;
@@ -106,37 +110,48 @@ async fn login(
     };
     let Some(user) = user.filter(|_| active) else {
         let mut ev =
-            AuditEvent::new("auth.login", Outcome::Failure).name(req.email.trim().to_lowercase());
+            AuditEvent::new("auth.login", Outcome::Failure).name(email.trim().to_lowercase());
         if let Some((u, _)) = &found {
             ev = ev.org(u.org_id).detail(json!({"user_id": u.id}));
         }
-        s.record(&ctx, ev).await?;
+        s.record(ctx, ev).await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid-credentials",
             "invalid email or password",
         ));
     };
-    let mut ctx = ctx;
+    let mut ctx = ctx.clone();
     ctx.actor_user_id = Some(user.id);
     ctx.actor_org_id = Some(user.org_id);
     let sess = sessions::create(&s.store.db, &ctx, user.id, user.org_id, s.config.session).await?;
+    Ok((user, sess))
+}
+
+pub(crate) fn session_cookie(s: &AppState, token: &str) -> ApiResult<HeaderValue> {
     let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
-        sess.token, s.config.session.absolute_secs
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+        s.config.session.absolute_secs
     );
+    HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())
+}
+
+async fn login(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(req): ApiJson<LoginReq>,
+) -> ApiResult<Response> {
+    let (user, sess) = sign_in(&s, &ctx, &req.email, &req.password).await?;
     let mut resp = json_ok(
         StatusCode::OK,
         &json!({"user": user, "session_id": sess.id, "csrf_token": sess.csrf_token, "expires_at": sess.absolute_expires_at}),
     )?;
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?,
-    );
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&s, &sess.token)?);
     Ok(resp)
 }
 
-fn clear_cookie() -> HeaderValue {
+pub(crate) fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("kura_session=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
 }
 

@@ -3,12 +3,12 @@
 //! OpenAPI document at /api/openapi.json is generated from the same table
 //! that builds the router: no route can exist without being documented.
 
-mod account;
+pub(crate) mod account;
 mod admin;
 mod audit;
 mod files;
 mod projects;
-mod transfer;
+pub(crate) mod transfer;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

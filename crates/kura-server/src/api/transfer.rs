@@ -343,24 +343,50 @@ async fn download(
             .detail(serde_json::json!({"range": range.map(|(x, y)| format!("{x}-{y}"))})),
     )
     .await?;
-    let key = s.store.keys.org_key(&s.store.db, g.org_id()).await?;
-    let opened = match open_range(&s.store.blobs, &key, &v.blob, start..end_excl).await {
+    let body = decrypted_body(&s, &a.ctx, &v.blob, start..end_excl, base).await?;
+    let meta = ContentMeta {
+        served,
+        size,
+        range,
+        etag: &etag,
+        name: &node.name,
+        created_at: v.created_at,
+    };
+    meta.response(body)
+}
+
+/// Decrypt `range` of a version's blob into a response body. The first
+/// chunk is authenticated before this returns (a corrupt blob is a 500 and a
+/// `blob.corrupt` event, with nothing sent); a failure later cuts the
+/// transfer off and is audited too. `base` is the read's audit event.
+pub(crate) async fn decrypted_body(
+    s: &AppState,
+    ctx: &kura_store::AuditCtx,
+    blob: &kura_store::upload::BlobMeta,
+    range: std::ops::Range<u64>,
+    base: AuditEvent,
+) -> ApiResult<Body> {
+    let org = base.org_id.ok_or_else(ApiError::internal)?;
+    let key = s.store.keys.org_key(&s.store.db, org).await?;
+    let opened = match open_range(&s.store.blobs, &key, blob, range).await {
         Ok(o) => o,
         Err(e) => {
-            let ev = AuditEvent::new("blob.corrupt", Outcome::Failure)
-                .project(g.org_id(), p)
-                .node(file)
-                .version(v.id)
-                .detail(serde_json::json!({"error": e.to_string()}));
-            s.record(&a.ctx, ev).await?;
-            tracing::error!(blob = %v.blob.id, error = %e, "refusing to serve a blob that failed its integrity check");
+            let ev = AuditEvent {
+                action: "blob.corrupt",
+                outcome: Outcome::Failure,
+                bytes: None,
+                detail: Some(serde_json::json!({"error": e.to_string()})),
+                ..base
+            };
+            s.record(ctx, ev).await?;
+            tracing::error!(blob = %blob.id, error = %e, "refusing to serve a blob that failed its integrity check");
             return Err(ApiError::internal());
         }
     };
     let out = s.metrics.bytes_out.clone();
     out.inc_by(opened.first.len() as u64);
     let st = s.clone();
-    let ctx = a.ctx.clone();
+    let ctx = ctx.clone();
     let rest = opened.rest.map(move |r| {
         match &r {
             Ok(b) => {
@@ -368,12 +394,13 @@ async fn download(
             }
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 tracing::error!(error = %e, "integrity failure mid-stream; aborting the transfer");
-                let (st, ctx, ev) = (st.clone(), ctx.clone(), base.clone());
+                let (st, ctx) = (st.clone(), ctx.clone());
                 let ev = AuditEvent {
                     action: "blob.corrupt",
                     outcome: Outcome::Failure,
+                    bytes: None,
                     detail: Some(serde_json::json!({"error": e.to_string()})),
-                    ..ev
+                    ..base.clone()
                 };
                 tokio::spawn(async move {
                     let _ = st.record(&ctx, ev).await;
@@ -384,18 +411,9 @@ async fn download(
         r
     });
     let first = opened.first;
-    let body = Body::from_stream(
+    Ok(Body::from_stream(
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(rest),
-    );
-    let meta = ContentMeta {
-        served,
-        size,
-        range,
-        etag: &etag,
-        name: &node.name,
-        created_at: v.created_at,
-    };
-    meta.response(body)
+    ))
 }
 
 struct ContentMeta<'a> {

@@ -117,7 +117,7 @@ pub async fn fsck_detects_corruption_and_rotation_keeps_data() {
     let good = a
         .upload_ok(&p, &p.root, "good.txt", b"fine content".to_vec())
         .await;
-    let data = random_bytes(200_000);
+    let data = random_bytes(3_000_000);
     let bad = a.upload_ok(&p, &p.root, "bad.bin", data).await;
     let out = w.server.cli(&["fsck", "--sweep-min-age-secs", "0"]);
     assert!(
@@ -142,7 +142,8 @@ pub async fn fsck_detects_corruption_and_rotation_keeps_data() {
         .unwrap()
         .clone();
     let mut bytes = std::fs::read(&target).unwrap();
-    bytes[150_000] ^= 0x01;
+    // Past the first 1 MiB batch, so a full download starts and is then cut off.
+    bytes[2_600_000] ^= 0x01;
     std::fs::write(&target, bytes).unwrap();
 
     let out = w.server.cli(&["fsck", "--sweep-min-age-secs", "0"]);
@@ -159,7 +160,7 @@ pub async fn fsck_detects_corruption_and_rotation_keeps_data() {
             Method::GET,
             &format!("/api/projects/{}/files/{bad}/content", p.id),
         )
-        .header("range", "bytes=140000-140100")
+        .header("range", "bytes=2590000-2590100")
         .send()
         .await
         .unwrap();
@@ -174,8 +175,8 @@ pub async fn fsck_detects_corruption_and_rotation_keeps_data() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
-    // The server may cut the connection before or after the headers leave;
-    // either way the client never receives a complete response.
+    // The transfer starts (the first batch is intact) and is cut off at the
+    // damaged chunk: the client never gets the content.
     let full = a
         .request(
             Method::GET,
@@ -184,7 +185,7 @@ pub async fn fsck_detects_corruption_and_rotation_keeps_data() {
         .send()
         .await;
     let completed = match full {
-        Ok(r) => r.bytes().await.is_ok(),
+        Ok(r) => r.status() == StatusCode::OK && r.bytes().await.is_ok(),
         Err(_) => false,
     };
     assert!(
