@@ -18,6 +18,7 @@ pub struct Member {
     pub org_id: OrgId,
     pub org_name: String,
     pub role: ProjectRole,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub added_at: i64,
 }
 

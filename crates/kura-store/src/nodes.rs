@@ -25,11 +25,14 @@ pub struct Node {
     pub name: String,
     pub size: i64,
     pub current_version_id: Option<VersionId>,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created_at: i64,
     pub created_by: UserId,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub modified_at: i64,
     pub modified_by: UserId,
     pub modified_by_name: Option<String>,
+    #[serde(serialize_with = "crate::time::serialize_opt_rfc3339")]
     pub trashed_at: Option<i64>,
 }
 
@@ -817,6 +820,7 @@ pub struct Version {
     pub number: i64,
     pub size: i64,
     pub sha256: String,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created_at: i64,
     pub created_by: UserId,
     pub created_by_name: Option<String>,

@@ -19,6 +19,7 @@ pub struct Org {
     pub suspended: bool,
     pub quota_bytes: i64,
     pub used_bytes: i64,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created_at: i64,
 }
 

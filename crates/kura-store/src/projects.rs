@@ -19,6 +19,7 @@ pub struct Project {
     pub org_id: OrgId,
     pub name: String,
     pub root_folder_id: NodeId,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created_at: i64,
     pub created_by: UserId,
     /// The caller's role, when they are a member.

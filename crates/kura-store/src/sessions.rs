@@ -192,8 +192,11 @@ pub async fn revoke_all_credentials_tx(tx: &mut Transaction<'_, Any>, user: User
 #[derive(Debug, Serialize)]
 pub struct SessionInfo {
     pub id: SessionId,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub last_seen_at: i64,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub expires_at: i64,
     pub ip: String,
     pub user_agent: String,
@@ -227,8 +230,11 @@ pub struct TokenInfo {
     pub id: TokenId,
     pub name: String,
     pub read_only: bool,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub expires_at: i64,
+    #[serde(serialize_with = "crate::time::serialize_opt_rfc3339")]
     pub last_used_at: Option<i64>,
 }
 

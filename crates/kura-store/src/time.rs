@@ -9,3 +9,58 @@ pub fn now_micros() -> i64 {
 }
 
 pub const MICROS_PER_SEC: i64 = 1_000_000;
+
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-26T12:05:09.123456Z`,
+/// the form the API shows every `*_at` field in.
+pub fn rfc3339(micros: i64) -> String {
+    let secs = micros.div_euclid(MICROS_PER_SEC);
+    let frac = micros.rem_euclid(MICROS_PER_SEC);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+pub fn serialize_rfc3339<S: serde::Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*micros))
+}
+
+pub fn serialize_opt_rfc3339<S: serde::Serializer>(
+    micros: &Option<i64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match micros {
+        Some(m) => s.serialize_str(&rfc3339(*m)),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(1_795_697_400_565_015),
+            "2026-11-26T12:50:00.565015Z"
+        );
+        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999Z");
+    }
+}

@@ -19,6 +19,7 @@ pub struct User {
     pub org_admin: bool,
     pub platform_admin: bool,
     pub disabled: bool,
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub created_at: i64,
     /// Preferred interface language ("en", "ja"); none: follow the browser.
     pub locale: Option<String>,

@@ -144,7 +144,7 @@ async fn login(
     let (user, sess) = sign_in(&s, &ctx, &req.email, &req.password).await?;
     let mut resp = json_ok(
         StatusCode::OK,
-        &json!({"user": user, "session_id": sess.id, "csrf_token": sess.csrf_token, "expires_at": sess.absolute_expires_at}),
+        &json!({"user": user, "session_id": sess.id, "csrf_token": sess.csrf_token, "expires_at": super::rfc3339(sess.absolute_expires_at)}),
     )?;
     resp.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&s, &sess.token)?);

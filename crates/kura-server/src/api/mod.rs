@@ -210,37 +210,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
     }
 }
 
-/// A JSON response. Fields named `*_at` holding microseconds are rendered
-/// as RFC 3339 timestamps, the format API clients expect.
+/// A JSON response. Timestamps are already RFC 3339 strings: the store's
+/// types serialize their `*_at` fields that way.
 pub fn json_ok<T: Serialize>(status: StatusCode, body: &T) -> ApiResult<Response> {
-    let mut v = serde_json::to_value(body).map_err(|_| ApiError::internal())?;
-    rfc3339_times(&mut v);
-    Ok((status, axum::Json(v)).into_response())
+    Ok((status, axum::Json(body)).into_response())
 }
 
 pub fn rfc3339(micros: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn rfc3339_times(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, val) in m.iter_mut() {
-                if k.ends_with("_at") {
-                    if let Some(i) = val.as_i64() {
-                        *val = Value::String(rfc3339(i));
-                        continue;
-                    }
-                }
-                rfc3339_times(val);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(rfc3339_times),
-        _ => {}
-    }
+    kura_store::time::rfc3339(micros)
 }
 
 /// Parse an RFC 3339 timestamp from a query into microseconds.
