@@ -77,6 +77,9 @@ log "unit tests and end-to-end tests on SQLite"
 cargo nextest run --workspace --locked --no-fail-fast
 
 log "end-to-end tests on PostgreSQL"
+# Databases left by earlier runs (each test server gets its own).
+psql "$KURA_TEST_PG_URL/postgres" -Atqc "select datname from pg_database where datname like 'kura\_t\_%'" |
+  while read -r db; do psql "$KURA_TEST_PG_URL/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 KURA_TEST_DB=postgres cargo nextest run -p kura --test e2e --locked --no-fail-fast
 
 log "all tests passed"

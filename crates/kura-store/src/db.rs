@@ -91,13 +91,13 @@ impl Db {
         // advisory lock so nodes starting together migrate one at a time.
         let mut conn = self.write.acquire().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock(7_427_383_001)")
+            sqlx::query("SELECT pg_advisory_lock(7427383001)")
                 .execute(&mut *conn)
                 .await?;
         }
         let result = self.migrate_on(&mut conn).await;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7_427_383_001)")
+            sqlx::query("SELECT pg_advisory_unlock(7427383001)")
                 .execute(&mut *conn)
                 .await?;
         }

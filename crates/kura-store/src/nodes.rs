@@ -872,21 +872,38 @@ pub async fn version<P: ProjectPermission>(
     file: NodeId,
     version: Option<VersionId>,
 ) -> Result<(Node, Version)> {
-    let n = load(&db.read, g.project_id(), file, true).await?;
-    let vid = match version.or(n.current_version_id) {
-        Some(v) if n.is_file() => v,
-        _ => return Err(StoreError::Invalid("not a file".into())),
-    };
-    let row = sqlx::query(&format!(
-        "{VERSION_SELECT} WHERE v.id = $1 AND v.node_id = $2 AND v.project_id = $3"
-    ))
-    .bind(vid.to_string())
+    // One query for the file, the version and its blob: this is every download's path.
+    let row = sqlx::query(
+        "SELECT n.id AS n_id, n.parent_id AS n_parent_id, n.name AS n_name, n.size AS n_size, n.current_version_id AS n_cur, \
+         n.created_at AS n_created_at, n.created_by AS n_created_by, n.modified_at AS n_modified_at, n.modified_by AS n_modified_by, \
+         v.id, v.node_id, v.number, v.size, v.created_at, v.created_by, v.blob_id, b.size AS blob_size, b.sha256, b.wrapped_key, b.nonce_prefix, \
+         u.display_name AS created_by_name \
+         FROM nodes n JOIN file_versions v ON v.node_id = n.id AND v.id = COALESCE($3, n.current_version_id) \
+         JOIN blobs b ON b.id = v.blob_id LEFT JOIN users u ON u.id = v.created_by \
+         WHERE n.id = $1 AND n.project_id = $2 AND n.trashed_at IS NULL AND n.is_file = 1",
+    )
     .bind(file.to_string())
     .bind(g.project_id().to_string())
+    .bind(version.map(|v| v.to_string()))
     .fetch_optional(&db.read)
     .await?
     .ok_or(StoreError::NotFound)?;
-    Ok((n, version_from_row(&row)?))
+    let node = Node {
+        id: row.id("n_id")?,
+        project_id: g.project_id(),
+        parent_id: row.opt_id("n_parent_id")?,
+        kind: "file",
+        name: row.str("n_name")?,
+        size: row.int("n_size")?,
+        current_version_id: row.opt_id("n_cur")?,
+        created_at: row.int("n_created_at")?,
+        created_by: row.id("n_created_by")?,
+        modified_at: row.int("n_modified_at")?,
+        modified_by: row.id("n_modified_by")?,
+        modified_by_name: None,
+        trashed_at: None,
+    };
+    Ok((node, version_from_row(&row)?))
 }
 
 /// Make an old version current again, as a new version with the same content.

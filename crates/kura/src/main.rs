@@ -44,7 +44,34 @@ enum Cmd {
     Fsck(admin::FsckArgs),
 }
 
+/// mimalloc reads its options from the environment when the process starts.
+/// A long-running server should hand memory back promptly (Argon2 takes
+/// 19 MiB per sign-in) and commit arena memory only when used, so `serve`
+/// re-executes itself once with those options unless the operator set them.
+#[cfg(unix)]
+fn apply_allocator_options() {
+    use std::os::unix::process::CommandExt;
+    const MARK: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+    if std::env::var_os(MARK).is_some() || std::env::args().nth(1).as_deref() != Some("serve") {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(MARK, "0")
+        .env("MIMALLOC_PURGE_DELAY", "0")
+        .exec();
+    // Only reached if exec failed: carry on with the defaults.
+    eprintln!("kura: could not apply allocator options ({err}); continuing");
+}
+
+#[cfg(not(unix))]
+fn apply_allocator_options() {}
+
 fn main() -> ExitCode {
+    apply_allocator_options();
     let cli = Cli::parse();
     let config = match Config::load(&cli.overrides) {
         Ok(c) => c,

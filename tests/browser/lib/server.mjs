@@ -1,0 +1,372 @@
+// Test harness for the Kura browser tests: starts the real `kura` binary on a
+// free loopback port with a fresh data folder, sets up organizations, users
+// and projects through the REST API, and launches Debian's Chromium through
+// playwright-core.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** The kura binary: $KURA_BIN, else target/debug/kura of this checkout. */
+export const KURA_BIN = process.env.KURA_BIN
+  ? path.resolve(process.env.KURA_BIN)
+  : path.resolve(here, '../../../target/debug/kura');
+
+export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+export const BROWSER_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Where screenshots go ($SHOTS_DIR, default /tmp/kura-browser-shots). */
+export const SHOTS_DIR = process.env.SHOTS_DIR || '/tmp/kura-browser-shots';
+
+export const PASSWORD = 'correct horse battery staple';
+
+/**
+ * Start `kura serve` on 127.0.0.1:0 with a fresh data folder. Resolves once
+ * the server printed its address; `stop()` ends it and removes the data.
+ */
+export async function startKura({ env = {}, args = [] } = {}) {
+  if (!existsSync(KURA_BIN)) {
+    throw new Error(`kura binary not found at ${KURA_BIN} (set KURA_BIN)`);
+  }
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'kura-browser-'));
+  const child = spawn(
+    KURA_BIN,
+    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args],
+    {
+      env: { ...process.env, KURA_LOG: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const log = [];
+  const keep = (line) => {
+    log.push(line);
+    if (log.length > 200) log.shift();
+  };
+  createInterface({ input: child.stderr }).on('line', keep);
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+
+  let token = null;
+  const base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`kura did not start within 60 s:\n${log.join('\n')}`)),
+      60_000,
+    );
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`kura exited early (${code ?? signal}):\n${log.join('\n')}`));
+    });
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      keep(line);
+      const t = line.match(/^kura: bootstrap-token (\S+)/);
+      if (t) token = t[1];
+      const l = line.match(/^kura: listening on (http:\/\/\S+)/);
+      if (l) {
+        clearTimeout(timer);
+        resolve(l[1]);
+      }
+    });
+  });
+  child.removeAllListeners('exit');
+
+  async function stop() {
+    process.off('exit', killOnExit);
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+
+  return { base, token, dataDir, log, stop, pid: child.pid };
+}
+
+/** A small REST client holding one session (cookie + CSRF token). */
+export class Api {
+  constructor(base) {
+    this.base = base;
+    this.cookie = null;
+    this.csrf = null;
+    this.user = null;
+  }
+
+  /**
+   * One request. `json` sends a JSON body; `body` sends raw bytes. Throws
+   * unless the status equals `expect` (when given) or is 2xx.
+   */
+  async req(method, p, { json, body, headers = {}, expect } = {}) {
+    const h = { ...headers };
+    if (this.cookie) h.cookie = `kura_session=${this.cookie}`;
+    if (this.csrf && method !== 'GET' && method !== 'HEAD') h['x-csrf-token'] = this.csrf;
+    let payload = body;
+    if (json !== undefined) {
+      h['content-type'] = 'application/json';
+      payload = JSON.stringify(json);
+    } else if (body !== undefined && !h['content-type']) {
+      h['content-type'] = 'application/octet-stream';
+    }
+    const res = await fetch(this.base + p, { method, headers: h, body: payload, redirect: 'manual' });
+    const buf = Buffer.from(await res.arrayBuffer());
+    const ctype = res.headers.get('content-type') || '';
+    let data = buf;
+    if (ctype.includes('json')) data = buf.length ? JSON.parse(buf.toString('utf8')) : null;
+    else if (ctype.startsWith('text/')) data = buf.toString('utf8');
+    const ok = expect !== undefined ? res.status === expect : res.status >= 200 && res.status < 300;
+    if (!ok) {
+      const shown = Buffer.isBuffer(data) ? `${data.length} bytes` : JSON.stringify(data);
+      throw new Error(`${method} ${p} → ${res.status} (expected ${expect ?? '2xx'}): ${shown}`);
+    }
+    return { status: res.status, headers: res.headers, data, raw: buf };
+  }
+
+  get(p, o) { return this.req('GET', p, o); }
+  post(p, json, o = {}) { return this.req('POST', p, { json, ...o }); }
+
+  async login(email, password = PASSWORD) {
+    const res = await this.post('/api/auth/login', { email, password });
+    const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('kura_session='));
+    if (!setCookie) throw new Error('login set no kura_session cookie');
+    this.cookie = setCookie.split(';')[0].slice('kura_session='.length);
+    this.csrf = res.data.csrf_token;
+    this.user = res.data.user;
+    return this;
+  }
+
+  /** Upload a new file into a folder; resolves to the node JSON. */
+  async upload(projectId, folderId, name, bytes) {
+    const res = await this.req(
+      'POST',
+      `/api/projects/${projectId}/folders/${folderId}/files?name=${encodeURIComponent(name)}`,
+      { body: Buffer.from(bytes), expect: 201 },
+    );
+    return res.data;
+  }
+
+  async children(projectId, folderId) {
+    const res = await this.get(`/api/projects/${projectId}/folders/${folderId}/children?limit=1000`);
+    return res.data.items;
+  }
+}
+
+/**
+ * The world every test file starts from:
+ * - platform admin (bootstrap),
+ * - "Agency A" with an org admin (owner of both projects) and a user,
+ * - "Vendor B" with a user,
+ * - project "Harbor Tower" in A with A's user and B's user as members,
+ * - project "A Internal" in A without B's user.
+ */
+export async function setupWorld(server) {
+  const { base } = server;
+  const root = new Api(base);
+  await root.post(
+    '/api/bootstrap',
+    { token: server.token, email: 'root@platform.test', display_name: 'Platform Root', password: PASSWORD },
+    { expect: 201 },
+  );
+  await root.login('root@platform.test');
+  const orgA = (await root.post('/api/admin/orgs', { name: 'Agency A', slug: 'agency-a' })).data;
+  const orgB = (await root.post('/api/admin/orgs', { name: 'Vendor B', slug: 'vendor-b' })).data;
+  const users = {
+    aAdmin: { email: 'alice.admin@agency-a.test', display_name: 'Alice Admin', org: orgA, org_admin: true },
+    aUser: { email: 'aki.user@agency-a.test', display_name: 'Aki User', org: orgA, org_admin: false },
+    bUser: { email: 'bob.vendor@vendor-b.test', display_name: 'Bob Vendor', org: orgB, org_admin: false },
+  };
+  for (const u of Object.values(users)) {
+    const created = await root.post(`/api/orgs/${u.org.id}/users`, {
+      email: u.email,
+      display_name: u.display_name,
+      password: PASSWORD,
+      org_admin: u.org_admin,
+    });
+    u.id = created.data.id;
+    u.password = PASSWORD;
+  }
+  const admin = await new Api(base).login(users.aAdmin.email);
+  const project = (await admin.post('/api/projects', { name: 'Harbor Tower' })).data;
+  await admin.post(`/api/projects/${project.id}/members`, { email: users.aUser.email, role: 'member' });
+  await admin.post(`/api/projects/${project.id}/members`, { email: users.bUser.email, role: 'member' });
+  const internal = (await admin.post('/api/projects', { name: 'A Internal' })).data;
+  return { base, root, admin, orgA, orgB, users, project, internal };
+}
+
+/** Launch Chromium (headless) with the flags the suite needs. */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}`);
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: BROWSER_ARGS });
+}
+
+/**
+ * A fresh browser context (1280x800 unless told) whose pages record script
+ * errors and CSP violations in `context.problems`.
+ */
+export async function newContext(browser, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', ...options });
+  context.setDefaultTimeout(15_000);
+  context.setDefaultNavigationTimeout(20_000);
+  context.problems = [];
+  context.on('page', (page) => watchPage(context, page));
+  if (WORKAROUND_NULL_ORIGIN && !options.noWorkaround) await rewriteNullOrigin(context);
+  return context;
+}
+
+/**
+ * KURA_BROWSER_WORKAROUND_NULL_ORIGIN=1: replace `Origin: null` on POSTs with
+ * the page's real origin. Chromium sends `Origin: null` on form posts from
+ * pages served with `Referrer-Policy: no-referrer`, and the server refuses
+ * those as cross-origin. This switch only lets the rest of the suite run
+ * while that is being fixed; tests/forms.test.mjs never uses it.
+ */
+export const WORKAROUND_NULL_ORIGIN = process.env.KURA_BROWSER_WORKAROUND_NULL_ORIGIN === '1';
+
+async function rewriteNullOrigin(context) {
+  await context.route(
+    (url) => url.hostname === '127.0.0.1',
+    async (route) => {
+      const req = route.request();
+      const headers = req.headers();
+      if (req.method() !== 'POST' || headers.origin !== 'null' || req.resourceType() !== 'document') {
+        return route.continue();
+      }
+      // Chromium does not let an interceptor change Origin, so send the form
+      // from here (same cookies) and hand the answer to the page.
+      const response = await route.fetch({
+        headers: { ...headers, origin: new URL(req.url()).origin },
+        maxRedirects: 0,
+      });
+      return route.fulfill({ response });
+    },
+  );
+}
+
+function watchPage(context, page) {
+  page.on('pageerror', (e) => context.problems.push(`pageerror on ${page.url()}: ${e.message}`));
+  page.on('console', (m) => {
+    // Refused inline script/style, blocked resources: CSP violations.
+    if (m.type() === 'error' && /Content Security Policy|Refused to/i.test(m.text())) {
+      context.problems.push(`CSP on ${page.url()}: ${m.text()}`);
+    }
+  });
+}
+
+/** Sign in through the login form and wait for the home page. */
+export async function signIn(page, base, email, password = PASSWORD) {
+  await page.goto(`${base}/login`);
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await Promise.all([
+    page.waitForURL(`${base}/`),
+    page.click('form[action="/login"] button[type="submit"]'),
+  ]);
+}
+
+/** Save a full-page screenshot as SHOTS_DIR/<name>.png. */
+export async function shot(page, name) {
+  mkdirSync(SHOTS_DIR, { recursive: true });
+  const file = path.join(SHOTS_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/**
+ * Wait until the uploader has no queued or running item, then return the
+ * items as [{name, state, status}].
+ */
+export async function settledUploads(page, { count, timeout = 20_000 } = {}) {
+  try {
+    await page.waitForFunction(
+      (n) => {
+        const items = [...document.querySelectorAll('#upload-list li.upload-item')];
+        if (n !== undefined && items.length < n) return false;
+        return items.length > 0 && items.every((li) => ['done', 'failed', 'cancelled'].includes(li.dataset.state));
+      },
+      count,
+      { timeout },
+    );
+  } catch (e) {
+    const now = await uploadItems(page);
+    throw new Error(`uploads did not settle: ${JSON.stringify(now)} (${e.message})`);
+  }
+  return uploadItems(page);
+}
+
+export function uploadItems(page) {
+  return page.$$eval('#upload-list li.upload-item', (lis) =>
+    lis.map((li) => ({
+      name: li.querySelector('.name')?.textContent,
+      state: li.dataset.state,
+      status: li.querySelector('.status')?.textContent,
+    })),
+  );
+}
+
+/** Drop in-memory files on #dropzone as a user dragging them would. */
+export async function dropFiles(page, files) {
+  await page.evaluate((list) => {
+    const dt = new DataTransfer();
+    for (const f of list) {
+      dt.items.add(new File([new Uint8Array(f.bytes)], f.name, { type: f.type || 'application/octet-stream' }));
+    }
+    const zone = document.getElementById('dropzone');
+    for (const type of ['dragenter', 'dragover', 'drop']) {
+      zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+    }
+  }, files.map((f) => ({ name: f.name, type: f.type, bytes: [...Buffer.from(f.bytes)] })));
+}
+
+/** The names in the file browser's table, in order. */
+export function listedNames(page) {
+  return page.$$eval('table.files tbody td.name a', (as) => as.map((a) => a.textContent));
+}
+
+/** Deterministic pseudo-random bytes (binary content that is not text). */
+export function bytes(n, seed = 1) {
+  const b = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+/**
+ * Steps of one story: after a step fails, the later ones are skipped
+ * instead of each waiting for its own timeout.
+ */
+export function story(it) {
+  let failed = null;
+  return (name, fn) =>
+    it(name, async (t) => {
+      if (failed) {
+        t.skip(`skipped: "${failed}" failed`);
+        return;
+      }
+      try {
+        await fn(t);
+      } catch (e) {
+        failed = name;
+        throw e;
+      }
+    });
+}

@@ -1,0 +1,212 @@
+// Sign in, create a folder, upload by file picker and by drag and drop, a
+// failing upload next to successful ones, and downloads that return the
+// uploaded bytes.
+
+import { describe, it as test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import {
+  startKura, setupWorld, launchBrowser, newContext, signIn, shot, settledUploads,
+  dropFiles, listedNames, bytes, story, PASSWORD,
+} from '../lib/server.mjs';
+
+describe('sign in, upload and download', () => {
+  const it = story(test);
+  let server, world, browser, context, page;
+  const picked = [
+    { name: 'site-plan.pdf', mimeType: 'application/pdf', buffer: bytes(150_000, 7) },
+    { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('Meeting notes\nline 2\n') },
+    { name: '見積書 2026.xlsx', mimeType: 'application/octet-stream', buffer: bytes(4096, 11) },
+    { name: 'photo.png', mimeType: 'image/png', buffer: bytes(2048, 13) },
+  ];
+  const dropped = [
+    { name: 'dropped-a.csv', bytes: Buffer.from('a,b\n1,2\n') },
+    { name: 'dropped-b.bin', bytes: bytes(70_000, 17) },
+  ];
+  let folderUrl;
+
+  before(async () => {
+    server = await startKura();
+    world = await setupWorld(server);
+    browser = await launchBrowser();
+    context = await newContext(browser);
+    page = await context.newPage();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  it('refuses a wrong password without creating a session', async () => {
+    await page.goto(`${server.base}/login`);
+    await shot(page, 'login');
+    await page.fill('#email', world.users.aUser.email);
+    await page.fill('#password', 'not the password');
+    const [resp] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/login') && r.request().method() === 'POST'),
+      page.click('form[action="/login"] button[type="submit"]'),
+    ]);
+    assert.equal(resp.status(), 401);
+    await page.waitForSelector('p.alert[role="alert"]');
+    assert.equal(
+      (await page.textContent('p.alert')).trim(),
+      'The email or password is not correct.',
+    );
+    // The email is kept, the password is not.
+    assert.equal(await page.inputValue('#email'), world.users.aUser.email);
+    assert.equal(await page.inputValue('#password'), '');
+    const cookies = await context.cookies();
+    assert.equal(cookies.filter((c) => c.name === 'kura_session').length, 0, 'no session cookie');
+    await page.goto(`${server.base}/`);
+    assert.match(new URL(page.url()).pathname, /^\/login$/, 'home still asks to sign in');
+  });
+
+  it('signs in and lands on home with the projects listed', async () => {
+    await signIn(page, server.base, world.users.aUser.email, PASSWORD);
+    assert.equal((await page.textContent('h1')).trim(), 'Your projects');
+    assert.equal((await page.textContent('.who-name')).trim(), 'Aki User');
+    const link = page.locator(`ul.projects a[href="/projects/${world.project.id}"]`);
+    assert.equal((await link.textContent()).trim(), 'Harbor Tower');
+    // Not a member of the other project: not listed.
+    assert.equal(await page.locator(`a[href="/projects/${world.internal.id}"]`).count(), 0);
+    assert.equal(await page.locator('#new-project').count(), 1);
+    await shot(page, 'home');
+  });
+
+  it('opens the project and creates a folder', async () => {
+    await page.click(`ul.projects a[href="/projects/${world.project.id}"]`);
+    await page.waitForURL(`${server.base}/projects/${world.project.id}/folders/${world.project.root_folder_id}`);
+    assert.match(await page.textContent('.empty'), /This folder is empty/);
+    await page.fill('#folder-name', 'Drawings 図面');
+    await Promise.all([page.waitForLoadState('load'), page.click('form[action$="/mkdir"] button[type="submit"]')]);
+    await page.waitForSelector('table.files');
+    assert.deepEqual(await listedNames(page), ['Drawings 図面']);
+    await page.click('table.files td.name a:text-is("Drawings 図面")');
+    await page.waitForURL(/\/folders\//);
+    folderUrl = page.url();
+    const crumbs = await page.$$eval('nav.crumbs li', (lis) => lis.map((l) => l.textContent.trim()));
+    assert.deepEqual(crumbs, ['Harbor Tower', 'Drawings 図面']);
+    assert.equal(await page.getAttribute('nav.crumbs li:last-child span', 'aria-current'), 'page');
+  });
+
+  it('uploads several files through the file picker', async () => {
+    assert.equal(await page.isHidden('#upload-panel'), true, 'panel hidden before any upload');
+    await page.setInputFiles('#file-input', picked);
+    const items = await settledUploads(page, { count: picked.length });
+    assert.deepEqual(
+      items.map((i) => i.state),
+      picked.map(() => 'done'),
+      JSON.stringify(items),
+    );
+    assert.deepEqual(items.map((i) => i.name).sort(), picked.map((f) => f.name).sort());
+    assert.ok(items.every((i) => i.status === 'Done'));
+    assert.equal(await page.$eval('#overall-progress', (p) => p.value), 100);
+    assert.equal((await page.textContent('#overall-text')).trim(), `${picked.length}/${picked.length}`);
+    await page.waitForSelector('#upload-reload');
+    assert.equal((await page.textContent('#upload-reload')).trim(), 'Show the uploaded files');
+    await shot(page, 'upload-panel');
+    await Promise.all([page.waitForURL(folderUrl), page.click('#upload-reload')]);
+    await page.waitForSelector('table.files');
+    assert.deepEqual((await listedNames(page)).sort(), picked.map((f) => f.name).sort());
+    // The panel is gone after the reload.
+    assert.equal(await page.isHidden('#upload-panel'), true);
+  });
+
+  it('uploads files dropped on the drop zone', async () => {
+    await dropFiles(page, dropped);
+    const items = await settledUploads(page, { count: dropped.length });
+    assert.deepEqual(items.map((i) => [i.name, i.state]).sort(), dropped.map((f) => [f.name, 'done']).sort());
+    assert.equal(await page.$eval('#overall-progress', (p) => p.value), 100);
+    assert.equal(await page.$eval('#dropzone', (d) => d.classList.contains('over')), false);
+    await Promise.all([page.waitForURL(folderUrl), page.click('#upload-reload')]);
+    const names = await listedNames(page);
+    for (const f of [...picked, ...dropped]) assert.ok(names.includes(f.name), `${f.name} listed in ${names}`);
+  });
+
+  it('reports a conflicting upload as failed while the others succeed', async () => {
+    await page.setInputFiles('#file-input', [
+      { name: 'fresh-1.txt', mimeType: 'text/plain', buffer: Buffer.from('one') },
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('a different notes file') },
+      { name: 'fresh-2.txt', mimeType: 'text/plain', buffer: Buffer.from('two') },
+    ]);
+    const items = await settledUploads(page, { count: 3 });
+    const byName = Object.fromEntries(items.map((i) => [i.name, i]));
+    assert.equal(byName['notes.txt'].state, 'failed', JSON.stringify(items));
+    assert.equal(byName['notes.txt'].status, 'Failed: a file with this name already exists here');
+    assert.equal(byName['fresh-1.txt'].state, 'done');
+    assert.equal(byName['fresh-2.txt'].state, 'done');
+    assert.match(await page.textContent('#overall-text'), /^2\/3 · 1 ✕$/);
+    await page.waitForSelector('#upload-reload');
+    await Promise.all([page.waitForURL(folderUrl), page.click('#upload-reload')]);
+    const names = await listedNames(page);
+    assert.ok(names.includes('fresh-1.txt') && names.includes('fresh-2.txt'));
+    assert.equal(names.filter((n) => n === 'notes.txt').length, 1);
+    await shot(page, 'browser-files');
+    // The existing file kept its content.
+    const folderId = folderUrl.split('/folders/')[1];
+    const listing = await world.admin.children(world.project.id, folderId);
+    const notes = listing.find((n) => n.name === 'notes.txt');
+    const content = await world.admin.get(`/api/projects/${world.project.id}/files/${notes.id}/content`);
+    assert.equal(content.raw.toString(), 'Meeting notes\nline 2\n');
+  });
+
+  it('downloads a file by clicking its Download link, byte for byte', async () => {
+    const row = page.locator('table.files tbody tr', { has: page.locator('td.name a:text-is("site-plan.pdf")') });
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      row.locator('td.actions a[download]').click(),
+    ]);
+    assert.equal(download.suggestedFilename(), 'site-plan.pdf');
+    const got = await readFile(await download.path());
+    assert.equal(got.length, picked[0].buffer.length);
+    assert.ok(got.equals(picked[0].buffer), 'downloaded bytes equal the uploaded ones');
+  });
+
+  it('downloads with the page session (Japanese name, dropped binary)', async () => {
+    for (const [name, want] of [['見積書 2026.xlsx', picked[2].buffer], ['dropped-b.bin', dropped[1].bytes]]) {
+      const row = page.locator('table.files tbody tr', { has: page.locator(`td.name a:text-is("${name}")`) });
+      const href = await row.locator('td.actions a[download]').getAttribute('href');
+      assert.match(href, new RegExp(`^/api/projects/${world.project.id}/files/[0-9a-f-]+/content$`));
+      const res = await page.request.get(server.base + href);
+      assert.equal(res.status(), 200);
+      const body = await res.body();
+      assert.ok(body.equals(Buffer.from(want)), `${name}: bytes equal`);
+      const cd = res.headers()['content-disposition'] || '';
+      assert.match(cd, /^attachment/, `${name}: served as attachment (${cd})`);
+    }
+  });
+
+  it('shows the file browser on a 360 px wide phone screen without sideways scrolling', async () => {
+    const phone = await newContext(browser, { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+    await phone.addCookies(await context.cookies());
+    const p = await phone.newPage();
+    await p.goto(folderUrl);
+    await p.waitForSelector('table.files');
+    await shot(p, 'browser-files-360');
+    const widths = await p.evaluate(() => ({
+      doc: document.documentElement.scrollWidth,
+      view: window.innerWidth,
+      overflowing: [...document.querySelectorAll('main *')]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className ? '.' + String(e.className).replace(/ /g, '.') : ''}`)
+        .slice(0, 10),
+    }));
+    assert.ok(widths.doc <= widths.view, `page is ${widths.doc}px wide at ${widths.view}px: ${widths.overflowing}`);
+    assert.deepEqual(phone.problems, []);
+    await phone.close();
+  });
+
+  it('signs out with the header button', async () => {
+    await Promise.all([page.waitForURL(`${server.base}/login`), page.click('header .who form button[type="submit"]')]);
+    assert.equal((await page.textContent('h1')).trim(), 'Sign in to Kura');
+    const cookies = await context.cookies();
+    assert.equal(cookies.filter((c) => c.name === 'kura_session' && c.value).length, 0);
+    await page.goto(folderUrl);
+    assert.match(page.url(), /\/login\?next=/);
+  });
+
+  test('logged no script errors or CSP violations', () => {
+    assert.deepEqual(context.problems, []);
+  });
+});
