@@ -266,22 +266,6 @@ pub async fn create_folder(
     load(&db.read, g.project_id(), id, true).await
 }
 
-/// Is `name` free in `parent`? (Checked again by the unique index on commit.)
-pub async fn name_free(
-    db: &Db,
-    g: &ProjectGrant<Write>,
-    parent: NodeId,
-    name: &FileName,
-) -> Result<Option<Node>> {
-    let row = sqlx::query(&format!("SELECT {NODE_COLS} FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE n.parent_id = $1 AND n.project_id = $2 AND n.name = $3 AND n.trashed_at IS NULL"))
-        .bind(parent.to_string())
-        .bind(g.project_id().to_string())
-        .bind(name.as_str())
-        .fetch_optional(&db.read)
-        .await?;
-    row.as_ref().map(node_from_row).transpose()
-}
-
 async fn charge_quota(
     tx: &mut Transaction<'_, Any>,
     org: kura_core::OrgId,
@@ -396,34 +380,48 @@ pub async fn commit_new_file(
     name: &FileName,
     blob: &BlobMeta,
 ) -> Result<Node> {
+    // Few statements on purpose: this is every upload's commit, serialized on
+    // the single SQLite writer.
     let mut tx = db.write.begin().await?;
-    live_folder(&mut tx, g.project_id(), parent).await?;
     charge_quota(&mut tx, g.org_id(), blob.size as i64).await?;
     insert_blob(&mut tx, g.org_id(), blob).await?;
     let id = NodeId::new();
+    let vid = VersionId::new();
     let now = now_micros();
-    sqlx::query("INSERT INTO nodes (id, project_id, org_id, parent_id, is_file, name, size, created_at, created_by, modified_at, modified_by) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $7, $8)")
+    let user = g.user_id();
+    // Inserted only under a live folder of this project.
+    let inserted = sqlx::query(
+        "INSERT INTO nodes (id, project_id, org_id, parent_id, is_file, name, size, current_version_id, created_at, created_by, modified_at, modified_by) \
+         SELECT $1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $8, $9 WHERE EXISTS \
+         (SELECT 1 FROM nodes p WHERE p.id = $4 AND p.project_id = $2 AND p.is_file = 0 AND p.trashed_at IS NULL)",
+    )
+    .bind(id.to_string())
+    .bind(g.project_id().to_string())
+    .bind(g.org_id().to_string())
+    .bind(parent.to_string())
+    .bind(name.as_str())
+    .bind(blob.size as i64)
+    .bind(vid.to_string())
+    .bind(now)
+    .bind(user.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| name_taken(e.into()))?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::NotFound);
+    }
+    sqlx::query("INSERT INTO file_versions (id, node_id, project_id, org_id, number, size, blob_id, created_at, created_by) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8)")
+        .bind(vid.to_string())
         .bind(id.to_string())
         .bind(g.project_id().to_string())
         .bind(g.org_id().to_string())
-        .bind(parent.to_string())
-        .bind(name.as_str())
         .bind(blob.size as i64)
+        .bind(blob.id.to_string())
         .bind(now)
-        .bind(g.user_id().to_string())
+        .bind(user.to_string())
         .execute(&mut *tx)
-        .await
-        .map_err(|e| name_taken(e.into()))?;
-    let (vid, _) = insert_version(
-        &mut tx,
-        g.project_id(),
-        g.org_id(),
-        id,
-        blob.id,
-        blob.size as i64,
-        g.user_id(),
-    )
-    .await?;
+        .await?;
     let ev = AuditEvent::new("file.upload", Outcome::Success)
         .project(g.org_id(), g.project_id())
         .node(id)
@@ -433,7 +431,65 @@ pub async fn commit_new_file(
         .detail(serde_json::json!({"sha256": blob.sha256}));
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
-    load(&db.read, g.project_id(), id, true).await
+    Ok(Node {
+        id,
+        project_id: g.project_id(),
+        parent_id: Some(parent),
+        kind: "file",
+        name: name.as_str().to_string(),
+        size: blob.size as i64,
+        current_version_id: Some(vid),
+        created_at: now,
+        created_by: user,
+        modified_at: now,
+        modified_by: user,
+        modified_by_name: None,
+        trashed_at: None,
+    })
+}
+
+/// What an upload needs to know before it reads the body, in one query:
+/// the target folder is live, whether the name is taken (and by what), and
+/// how many bytes the organization may still store.
+pub struct UploadTarget {
+    pub existing: Option<(NodeId, bool)>,
+    pub quota_remaining: u64,
+}
+
+pub async fn upload_target(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    folder: NodeId,
+    name: &FileName,
+) -> Result<UploadTarget> {
+    let r = sqlx::query(
+        "SELECT p.is_file AS parent_is_file, \
+         (SELECT e.id FROM nodes e WHERE e.parent_id = p.id AND e.name = $3 AND e.trashed_at IS NULL) AS existing_id, \
+         (SELECT e.is_file FROM nodes e WHERE e.parent_id = p.id AND e.name = $3 AND e.trashed_at IS NULL) AS existing_is_file, \
+         (SELECT o.quota_bytes - o.used_bytes FROM orgs o WHERE o.id = $4) AS remaining \
+         FROM nodes p WHERE p.id = $1 AND p.project_id = $2 AND p.trashed_at IS NULL",
+    )
+    .bind(folder.to_string())
+    .bind(g.project_id().to_string())
+    .bind(name.as_str())
+    .bind(g.org_id().to_string())
+    .fetch_optional(&db.read)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    if r.flag("parent_is_file")? {
+        return Err(StoreError::Invalid(
+            "the target is a file, not a folder".into(),
+        ));
+    }
+    let existing = match r.opt_id::<NodeId>("existing_id")? {
+        Some(id) => Some((id, r.opt_int("existing_is_file")?.unwrap_or(0) != 0)),
+        None => None,
+    };
+    let remaining = r.opt_int("remaining")?.unwrap_or(0);
+    Ok(UploadTarget {
+        existing,
+        quota_remaining: u64::try_from(remaining).unwrap_or(0),
+    })
 }
 
 /// Add a version to an existing live file.

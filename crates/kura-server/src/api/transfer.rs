@@ -38,8 +38,7 @@ fn declared_length(h: &HeaderMap) -> Option<u64> {
 }
 
 /// Reject early what the headers already show is too large or over quota.
-async fn precheck(s: &AppState, org: kura_core::OrgId, headers: &HeaderMap) -> ApiResult<u64> {
-    let remaining = nodes::quota_remaining(&s.store.db, org).await?;
+fn precheck(s: &AppState, remaining: u64, headers: &HeaderMap) -> ApiResult<u64> {
     if let Some(len) = declared_length(headers) {
         if len > s.config.max_upload_bytes {
             return Err(StoreError::TooLarge(s.config.max_upload_bytes).into());
@@ -118,13 +117,9 @@ async fn upload_file(
 ) -> ApiResult<Response> {
     let g = s.project_grant::<Write>(&a.actor, &a.ctx, p).await?;
     let name = FileName::parse(&q.name).map_err(StoreError::from)?;
-    let parent = nodes::get(&s.store.db, &g, folder).await?;
-    if parent.is_file() {
-        return Err(ApiError::bad_request("the target is a file, not a folder"));
-    }
-    let existing = nodes::name_free(&s.store.db, &g, folder, &name).await?;
-    let replace = match existing {
-        Some(n) if q.overwrite && n.is_file() => Some(n.id),
+    let target = nodes::upload_target(&s.store.db, &g, folder, &name).await?;
+    let replace = match target.existing {
+        Some((id, true)) if q.overwrite => Some(id),
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -134,7 +129,7 @@ async fn upload_file(
         }
         None => None,
     };
-    let remaining = precheck(&s, g.org_id(), &headers).await?;
+    let remaining = precheck(&s, target.quota_remaining, &headers)?;
     let db = s.store.db.clone();
     let ctx = a.ctx.clone();
     let node = receive(&s, g.org_id(), remaining, body, |blob| async move {
@@ -166,7 +161,11 @@ async fn upload_version(
     if !n.is_file() {
         return Err(ApiError::bad_request("not a file"));
     }
-    let remaining = precheck(&s, g.org_id(), &headers).await?;
+    let remaining = precheck(
+        &s,
+        nodes::quota_remaining(&s.store.db, g.org_id()).await?,
+        &headers,
+    )?;
     let db = s.store.db.clone();
     let ctx = a.ctx.clone();
     let node = receive(&s, g.org_id(), remaining, body, |blob| async move {
