@@ -61,6 +61,9 @@ setup_postgres() {
 
 log "toolchain"
 cargo --version
+# The TLS test makes a certificate with openssl and talks HTTPS with curl.
+command -v openssl >/dev/null || apt_install openssl
+command -v curl >/dev/null || apt_install curl
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

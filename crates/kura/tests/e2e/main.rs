@@ -79,3 +79,8 @@ async fn ops_cli_admin_commands() {
 async fn ops_graceful_shutdown_finishes_uploads() {
     operations::graceful_shutdown_finishes_uploads().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_tls_listener() {
+    operations::tls_listener_serves_https_with_hsts().await;
+}

@@ -381,3 +381,67 @@ pub async fn graceful_shutdown_finishes_uploads() {
     assert_eq!(kids["items"][0]["name"], "late.bin");
     assert_eq!(kids["items"][0]["size"], total);
 }
+
+/// HTTPS with rustls: a self-signed certificate made by openssl, checked
+/// with curl (the test client here speaks plain HTTP only).
+pub async fn tls_listener_serves_https_with_hsts() {
+    let dir = std::env::temp_dir().join(unique("kura-tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let server = TestServer::start(ServerOpts {
+        env: vec![],
+        args: vec![
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ],
+    })
+    .await;
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("{}/healthz", server.base))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        head.starts_with("http/2 200") || head.starts_with("http/1.1 200"),
+        "{head}"
+    );
+    assert!(head.contains("strict-transport-security"), "{head}");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!(
+            "{}/healthz",
+            server.base.replace("https://", "http://")
+        ))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+    let _ = std::fs::remove_dir_all(&dir);
+}
