@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub tls: bool,
     /// Trust X-Forwarded-For from a TLS proxy in front.
     pub trust_forwarded_for: bool,
+    /// Platform-wide views (the whole audit trail) may be shown on the public
+    /// listener; false when a separate admin listener is configured.
+    pub platform_on_public: bool,
     pub default_quota_bytes: i64,
 }
 

@@ -406,7 +406,11 @@ pub async fn set_account_roles(
                 .await?;
         }
     }
-    crate::sessions::revoke_all_for_user_tx(&mut tx, id).await?;
+    if disabled == Some(true) {
+        crate::sessions::revoke_all_credentials_tx(&mut tx, id).await?;
+    } else {
+        crate::sessions::revoke_all_for_user_tx(&mut tx, id).await?;
+    }
     let detail = serde_json::json!({"user_id": id, "org_admin": org_admin, "platform_admin": platform_admin, "disabled": disabled});
     audit::append(
         &mut tx,

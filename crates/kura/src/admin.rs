@@ -195,7 +195,10 @@ pub async fn run(c: Config, cmd: AdminCmd) -> Result<ExitCode> {
             let hash = kura_crypto::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             users::set_password_hash(db, u.org_id, &ctx, u.id, &hash, "user.password_reset")
                 .await?;
-            println!("password reset for {}; all sessions ended", u.email);
+            println!(
+                "password reset for {}; all sessions and API tokens revoked",
+                u.email
+            );
             if generated {
                 println!("password: {pw}");
             }

@@ -52,7 +52,8 @@ enum Cmd {
 fn apply_allocator_options() {
     use std::os::unix::process::CommandExt;
     const MARK: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
-    if std::env::var_os(MARK).is_some() || std::env::args().nth(1).as_deref() != Some("serve") {
+    let serving = std::env::args_os().skip(1).any(|a| a == "serve");
+    if std::env::var_os(MARK).is_some() || !serving {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kura: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     let result = rt.block_on(async move {

@@ -70,6 +70,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             },
             tls: c.tls() || c.behind_tls_proxy,
             trust_forwarded_for: c.behind_tls_proxy,
+            platform_on_public: c.admin_listen.is_none(),
             default_quota_bytes: c.default_quota_bytes,
         },
     );

@@ -33,7 +33,7 @@ pub fn org_routes(api: Api) -> Api {
     let api = op!(api, get "/api/orgs/{org_id}/users", "list_users", "orgs", "org:manage_users", "none", "The organization's users", list_users);
     let api = op!(api, post "/api/orgs/{org_id}/users", "create_user", "orgs", "org:manage_users", "json", "Create a user in the organization", create_user);
     let api = op!(api, patch "/api/orgs/{org_id}/users/{user_id}", "update_user", "orgs", "org:manage_users", "json", "Rename, disable/enable, or make a user organization admin", update_user);
-    op!(api, post "/api/orgs/{org_id}/users/{user_id}/password", "reset_password", "orgs", "org:manage_users", "json", "Set a new password for a user (ends their sessions)", reset_password)
+    op!(api, post "/api/orgs/{org_id}/users/{user_id}/password", "reset_password", "orgs", "org:manage_users", "json", "Set a new password for a user (revokes their sessions and API tokens)", reset_password)
 }
 
 async fn list_orgs(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {

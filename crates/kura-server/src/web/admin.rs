@@ -381,7 +381,9 @@ async fn scoped_query(
         .map(|o| o.parse())
         .transpose()
         .map_err(|_| w.error(ApiError::bad_request("org")))?;
-    if me.actor.platform_admin {
+    // With a separate admin listener, the public web shows a platform admin
+    // only their own organization's trail.
+    if me.actor.platform_admin && s.config.platform_on_public {
         let g = s
             .platform_grant(&me.actor, &w.ctx, "audit.read")
             .await
@@ -492,7 +494,7 @@ pub async fn audit(
         },
         next_href,
         csv_href: format!("/audit.csv?{qs}"),
-        platform: me.actor.platform_admin,
+        platform: me.actor.platform_admin && s.config.platform_on_public,
     };
     Ok(html(&page))
 }

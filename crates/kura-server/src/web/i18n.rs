@@ -39,6 +39,9 @@ impl Lang {
                 .and_then(|q| q.parse::<f32>().ok())
                 .unwrap_or(1.0);
             let primary = tag.split('-').next().unwrap_or("");
+            if q <= 0.0 {
+                continue; // q=0 means "not acceptable"
+            }
             if let Some(l) = Lang::parse(primary) {
                 if best.is_none_or(|(bq, _)| q > bq) {
                     best = Some((q, l));
@@ -143,5 +146,9 @@ mod tests {
         );
         assert_eq!(Lang::from_accept_language("de"), None);
         assert_eq!(Lang::from_accept_language("en-GB"), Some(Lang::En));
+        assert_eq!(
+            Lang::from_accept_language("ja;q=0, en;q=0.1"),
+            Some(Lang::En)
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::auth::{cookie_value, RequestId, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::state::AppState;
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -119,14 +119,16 @@ impl FromRequestParts<AppState> for Web {
         if ctx.request_id.is_none() {
             ctx.request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         }
-        let _ = parts
-            .extensions
-            .get::<ConnectInfo<crate::tls::ClientAddr>>();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+        // After signing in, the browser returns here: only GET pages make sense.
+        let path = if parts.method == axum::http::Method::GET {
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into())
+        } else {
+            "/".into()
+        };
         let mut web = Web {
             t: T { lang: browser_lang },
             tz: jiff::tz::TimeZone::UTC,
@@ -399,8 +401,11 @@ impl<F: DeserializeOwned + HasCsrf + Send> FromRequest<AppState> for WebForm<F> 
         if !expected.is_empty()
             && !kura_crypto::secrets::secrets_equal(f.csrf().as_bytes(), expected)
         {
-            let ev = kura_store::AuditEvent::new("auth.reject", kura_store::Outcome::Denied)
+            let mut ev = kura_store::AuditEvent::new("auth.reject", kura_store::Outcome::Denied)
                 .detail(serde_json::json!({"reason": "csrf", "path": web.path}));
+            if let Some(me) = &web.me {
+                ev = ev.org(me.actor.org_id);
+            }
             let _ = state.store.audit.record(&web.ctx, ev).await;
             return Err(forbidden(&web));
         }

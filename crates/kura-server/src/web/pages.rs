@@ -40,6 +40,10 @@ pub async fn home(State(s): State<AppState>, w: Web) -> Result<Response, WebErro
     let projects = kura_store::projects::list_for(db, &me.actor)
         .await
         .web(&w)?;
+    let ev = kura_store::AuditEvent::new("project.list", kura_store::Outcome::Success)
+        .org(me.actor.org_id)
+        .detail(serde_json::json!({"count": projects.len(), "via": "web"}));
+    s.record(&w.ctx, ev).await.web(&w)?;
     let mut org_names: HashMap<String, String> = HashMap::new();
     let mut rows = Vec::new();
     for p in &projects {
