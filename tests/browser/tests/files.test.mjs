@@ -4,7 +4,7 @@
 import { describe, it as test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startKura, setupWorld, launchBrowser, newContext, signIn, shot, listedNames, story, Api,
+  startKura, setupWorld, launchBrowser, newContext, signIn, shot, listedNames, story, press, Api,
 } from '../lib/server.mjs';
 
 describe('file details, trash and versions', () => {
@@ -56,18 +56,18 @@ describe('file details, trash and versions', () => {
     await page.fill('#rename', 'schedule-final.txt');
     await Promise.all([
       page.waitForURL(`${server.base}/projects/${world.project.id}/nodes/${file.id}`),
-      page.click('form[action$="/rename"] button[type="submit"]'),
+      press(page.locator('form[action$="/rename"] button[type="submit"]')),
     ]);
     await page.waitForSelector('h1:has-text("schedule-final.txt")');
     assert.equal(await page.inputValue('#rename'), 'schedule-final.txt');
-    await page.click('a:has-text("Back to the folder")');
+    await press(page.locator('a:has-text("Back to the folder")'));
     await page.waitForURL(rootUrl);
     assert.deepEqual(await listedNames(page), ['Archive', 'plan.pdf', 'schedule-final.txt']);
   });
 
   it('moves a file with the folder picker', async () => {
     await page.goto(`${server.base}/projects/${world.project.id}/nodes/${plan.id}`);
-    await page.click('a.button:has-text("Move…")');
+    await press(page.locator('a.button:has-text("Move…")'));
     await page.waitForURL(/\/move$/);
     assert.equal((await page.textContent('h1 .name')).trim(), 'plan.pdf');
     await page.click('ul.list a:text-is("Archive")');
@@ -82,13 +82,11 @@ describe('file details, trash and versions', () => {
   it('moves the file to the trash after confirming', async () => {
     await page.goto(`${server.base}/projects/${world.project.id}/nodes/${file.id}`);
     const dialogs = [];
-    page.on('request', r => console.log('REQ', r.method(), r.url(), r.resourceType(), r.headers().origin));
-    page.on('response', r => console.log('RESP', r.status(), r.url()));
     page.once('dialog', async (d) => {
       dialogs.push([d.type(), d.message()]);
       await d.accept();
     });
-    await Promise.all([page.waitForURL(rootUrl), page.click('form[action$="/delete"] button[type="submit"]')]);
+    await Promise.all([page.waitForURL(rootUrl), press(page.locator('form[action$="/delete"] button[type="submit"]'))]);
     assert.deepEqual(dialogs, [['confirm', 'Move this item to the trash?']]);
     assert.deepEqual(await listedNames(page), ['Archive']);
   });
@@ -98,7 +96,7 @@ describe('file details, trash and versions', () => {
     await page.click('table.files td.name a:text-is("plan.pdf")');
     await page.waitForURL(/\/nodes\//);
     page.once('dialog', (d) => d.dismiss());
-    await page.click('form[action$="/delete"] button[type="submit"]');
+    await press(page.locator('form[action$="/delete"] button[type="submit"]'));
     await page.waitForTimeout(300);
     assert.match(page.url(), new RegExp(`/nodes/${plan.id}$`), 'still on the details page');
     const names = (await api.children(world.project.id, folder.id)).map((n) => n.name);
@@ -139,7 +137,7 @@ describe('file details, trash and versions', () => {
     assert.equal(await old.count(), 1);
     await Promise.all([
       page.waitForURL(`${server.base}/projects/${world.project.id}/nodes/${file.id}`),
-      old.locator('button:has-text("Make current")').click(),
+      press(old.locator('button:has-text("Make current")')),
     ]);
     await page.waitForLoadState();
     const rows = page.locator('table.versions tbody tr');

@@ -4,11 +4,20 @@
 
 import { describe, it as test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import {
   startKura, setupWorld, launchBrowser, newContext, signIn, shot, settledUploads,
   dropFiles, listedNames, bytes, story, PASSWORD,
 } from '../lib/server.mjs';
+
+/** Texts of the elements of a locator that are visible. */
+async function visibleTexts(locator) {
+  const out = [];
+  for (const el of await locator.all()) if (await el.isVisible()) out.push((await el.textContent()).trim());
+  return out;
+}
 
 describe('sign in, upload and download', () => {
   const it = story(test);
@@ -24,6 +33,7 @@ describe('sign in, upload and download', () => {
     { name: 'dropped-b.bin', bytes: bytes(70_000, 17) },
   ];
   let folderUrl;
+  let cancelsAfterDone = null;
 
   before(async () => {
     server = await startKura();
@@ -105,12 +115,20 @@ describe('sign in, upload and download', () => {
     assert.equal((await page.textContent('#overall-text')).trim(), `${picked.length}/${picked.length}`);
     await page.waitForSelector('#upload-reload');
     assert.equal((await page.textContent('#upload-reload')).trim(), 'Show the uploaded files');
+    cancelsAfterDone = await visibleTexts(page.locator('#upload-list li.upload-item button'));
     await shot(page, 'upload-panel');
     await Promise.all([page.waitForURL(folderUrl), page.click('#upload-reload')]);
     await page.waitForSelector('table.files');
     assert.deepEqual((await listedNames(page)).sort(), picked.map((f) => f.name).sort());
     // The panel is gone after the reload.
     assert.equal(await page.isHidden('#upload-panel'), true);
+  });
+
+  // Not a story step: later steps do not depend on it.
+  test('hides the Cancel buttons once every upload has finished', () => {
+    assert.notEqual(cancelsAfterDone, null, 'the upload step ran');
+    // upload.js sets `hidden` on them; app.css `button { display: inline-block }` must not undo it.
+    assert.deepEqual(cancelsAfterDone, [], 'visible Cancel buttons of finished uploads');
   });
 
   it('uploads files dropped on the drop zone', async () => {
@@ -122,6 +140,54 @@ describe('sign in, upload and download', () => {
     await Promise.all([page.waitForURL(folderUrl), page.click('#upload-reload')]);
     const names = await listedNames(page);
     for (const f of [...picked, ...dropped]) assert.ok(names.includes(f.name), `${f.name} listed in ${names}`);
+  });
+
+  it('uploads a whole folder through the folder picker, subfolders included', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kura-folder-'));
+    const top = path.join(dir, 'Site photos');
+    await mkdir(path.join(top, '2026', '04'), { recursive: true });
+    await writeFile(path.join(top, 'index.txt'), 'index');
+    await writeFile(path.join(top, '2026', 'a.txt'), 'a');
+    await writeFile(path.join(top, '2026', '04', 'b.txt'), 'b');
+    try {
+      await page.setInputFiles('#folder-input', top);
+      const items = await settledUploads(page, { count: 3 });
+      assert.deepEqual(
+        items.map((i) => [i.name, i.state]).sort(),
+        [['Site photos/2026/04/b.txt', 'done'], ['Site photos/2026/a.txt', 'done'], ['Site photos/index.txt', 'done']],
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await Promise.all([page.waitForURL(folderUrl), page.click('#upload-reload')]);
+    await page.click('table.files td.name a:text-is("Site photos")');
+    await page.waitForURL(/\/folders\//);
+    assert.deepEqual(await listedNames(page), ['2026', 'index.txt']);
+    await page.click('table.files td.name a:text-is("2026")');
+    await page.waitForURL(/\/folders\//);
+    assert.deepEqual(await listedNames(page), ['04', 'a.txt']);
+    await page.goto(folderUrl);
+  });
+
+  it('cancels an upload in flight', async () => {
+    // Hold the upload request so that it is still running when Cancel is clicked.
+    let release;
+    const held = new Promise((r) => { release = r; });
+    const pattern = /\/api\/projects\/[^/]+\/folders\/[^/]+\/files\?name=slow\.bin$/;
+    await page.route(pattern, async (route) => {
+      await held;
+      await route.continue().catch(() => {});
+    });
+    await page.setInputFiles('#file-input', [{ name: 'slow.bin', mimeType: 'application/octet-stream', buffer: bytes(200_000, 3) }]);
+    const item = page.locator('#upload-list li.upload-item', { hasText: 'slow.bin' });
+    await page.waitForFunction(() => document.querySelector('#upload-list li.upload-item')?.dataset.state === 'running');
+    await item.locator('button:has-text("Cancel")').click();
+    release();
+    const items = await settledUploads(page, { count: 1 });
+    assert.deepEqual(items.map((i) => [i.name, i.state, i.status]), [['slow.bin', 'cancelled', 'Cancelled']]);
+    await page.unroute(pattern);
+    await Promise.all([page.waitForURL(folderUrl), page.click('#upload-reload')]);
+    assert.ok(!(await listedNames(page)).includes('slow.bin'));
   });
 
   it('reports a conflicting upload as failed while the others succeed', async () => {
@@ -177,22 +243,26 @@ describe('sign in, upload and download', () => {
     }
   });
 
-  it('shows the file browser on a 360 px wide phone screen without sideways scrolling', async () => {
+  // Not a story step: the sign-out step does not depend on it.
+  test('shows the file browser on a 360 px wide phone screen without sideways scrolling', async () => {
     const phone = await newContext(browser, { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
     await phone.addCookies(await context.cookies());
     const p = await phone.newPage();
     await p.goto(folderUrl);
     await p.waitForSelector('table.files');
     await shot(p, 'browser-files-360');
-    const widths = await p.evaluate(() => ({
-      doc: document.documentElement.scrollWidth,
-      view: window.innerWidth,
-      overflowing: [...document.querySelectorAll('main *')]
-        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
-        .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className ? '.' + String(e.className).replace(/ /g, '.') : ''}`)
-        .slice(0, 10),
-    }));
-    assert.ok(widths.doc <= widths.view, `page is ${widths.doc}px wide at ${widths.view}px: ${widths.overflowing}`);
+    // A phone browser zooms out when content is wider than the device, so
+    // compare with the device width, not with window.innerWidth.
+    const widths = await p.evaluate((device) => ({
+      page: document.documentElement.scrollWidth,
+      overflowing: [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > device + 0.5)
+        .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${typeof e.className === 'string' && e.className ? '.' + e.className.trim().replace(/ +/g, '.') : ''}` +
+          ` (right edge ${Math.round(e.getBoundingClientRect().right)}px)`)
+        .slice(0, 6),
+    }), 360);
+    const cols = await p.$$eval('table.files thead th', (ths) => ths.map((t) => `${t.textContent.trim() || '(actions)'} ${Math.round(t.getBoundingClientRect().width)}px`));
+    assert.ok(widths.page <= 360, `columns: ${cols.join(', ')}; page is ${widths.page}px wide on a 360px screen; past the edge: ${widths.overflowing.join(', ')}`);
     assert.deepEqual(phone.problems, []);
     await phone.close();
   });
