@@ -5,6 +5,7 @@
   kura_bench.py mkdir BASE TOKEN PROJECT PARENT NAME  -> id of the new folder
   kura_bench.py curlcfg URL_PREFIX SRC_DIR N [FILE]   -> curl -K config, one url/upload-file pair
         per file: URL_PREFIX + f00001.bin ...; uploads FILE for every entry if given
+  kura_bench.py page-bytes BASE COOKIE PATH          -> KiB of a web page and its assets
   kura_bench.py count JSON_FILE                       -> number of "items" (fails on next_cursor)
   kura_bench.py report RAW_TSV OUT_MD COMMAND         -> prints the table, writes markdown
 
@@ -64,7 +65,7 @@ def setup(base, boot):
                   cookie=ck, csrf=csrf)
     secret = tok["secret"]
     proj, _ = call(base, "POST", "/api/projects", {"name": "bench"}, (200, 201), token=secret)
-    print(f"TOKEN={secret}\nPROJECT={proj['id']}\nROOT_FOLDER={proj['root_folder_id']}")
+    print(f"TOKEN={secret}\nPROJECT={proj['id']}\nROOT_FOLDER={proj['root_folder_id']}\nCOOKIE='{ck}'")
 
 
 def mkdir(base, token, project, parent, name):
@@ -80,6 +81,19 @@ def curlcfg(prefix, src, n, one_file=None):
         path = one_file or os.path.join(src, name)
         out.append(f'url = "{prefix}{name}"\nupload-file = "{path}"\n')
     sys.stdout.write("".join(out))
+
+
+def page_bytes(base, cookie, path):
+    """Bytes of the page plus the stylesheets and scripts it references."""
+    req = urllib.request.Request(base + path, headers={"Cookie": cookie})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        html = r.read()
+    total = len(html)
+    import re
+    for ref in sorted(set(re.findall(rb'(?:href|src)="(/assets/[^"]+)"', html))):
+        with urllib.request.urlopen(urllib.request.Request(base + ref.decode()), timeout=60) as r:
+            total += len(r.read())
+    print(round(total / 1024, 1))
 
 
 def count(path):
@@ -99,6 +113,8 @@ ROWS = [
     ("small_seq1", "upload {SMALL} x 4 KiB, 1 keep-alive conn", "files/s", "none", None),
     ("small_par8", "upload {SMALL} x 4 KiB, 8 conns", "files/s", "min", 1500),
     ("list", "list {LIST} entries (Kura GET children / nginx PROPFIND)", "ms", "max", 100),
+    ("web_list", "web file browser page, folder of {LIST} entries (first page)", "ms", "max", 30),
+    ("web_bytes", "web file browser page: HTML + CSS + JS transferred", "KiB", "max", 150),
     ("wrk_rps", "GET 4 KiB, wrk -t2 -c64 -d{WRK}s", "req/s", "rel", 0.2),
     ("wrk_p99", "GET 4 KiB, wrk p99 latency", "ms", "none", None),
     ("rss_idle", "RSS at idle, after setup (process tree)", "MiB", "max", 40),
@@ -179,4 +195,5 @@ def nginx_version():
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"setup": setup, "mkdir": mkdir, "curlcfg": curlcfg, "count": count, "report": report}[cmd](*args)
+    {"setup": setup, "mkdir": mkdir, "curlcfg": curlcfg, "count": count, "report": report,
+     "page-bytes": page_bytes}[cmd](*args)

@@ -226,6 +226,16 @@ for i in $(seq 1 "$REPS"); do
   rec kura list "$i" "$(calc "$t*1000")" "bg=$bg%;info:bytes=$n"
 done
 
+# ---- the web file browser on the same 10,000-entry folder (first page), Kura only
+for i in $(seq 1 "$REPS"); do
+  bg=$(wait_quiet)
+  read -r code t n < <(curl -sS --max-time 60 -H "Cookie: $COOKIE" -o "$LOG/browser.html" \
+    -w '%{http_code} %{time_total} %{size_download}\n' "$KURL/projects/$PROJECT/folders/$KLIST") || true
+  [ "$code" = 200 ] || die "kura web page: HTTP $code $(head -c 300 "$LOG/browser.html")"
+  rec kura web_list "$i" "$(calc "$t*1000")" "bg=$bg%;info:bytes=$n"
+done
+rec kura web_bytes 1 "$($PY page-bytes "$KURL" "$COOKIE" "/projects/$PROJECT/folders/$KLIST")" ""
+
 # ---- wrk GET 4 KiB, 2 threads, 64 connections
 ERRORS=0
 for i in $(seq 1 "$REPS"); do

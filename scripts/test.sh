@@ -85,4 +85,8 @@ psql "$KURA_TEST_PG_URL/postgres" -Atqc "select datname from pg_database where d
   while read -r db; do psql "$KURA_TEST_PG_URL/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 KURA_TEST_DB=postgres cargo nextest run -p kura --test e2e --locked --no-fail-fast
 
+log "web interface in a real browser (Chromium, playwright-core)"
+command -v node >/dev/null || apt_install nodejs npm
+KURA_BIN="$PWD/target/debug/kura" bash tests/browser/run.sh
+
 log "all tests passed"

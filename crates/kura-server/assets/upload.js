@@ -134,6 +134,7 @@
     overallText.textContent = done + "/" + jobs.length + (failed ? " · " + failed + " ✕" : "");
     const active = jobs.some((j) => j.state === "queued" || j.state === "running");
     root.dataset.busy = active ? "true" : "false";
+    document.getElementById("cancel-all").hidden = !active;
     if (!active && jobs.length) {
       let reload = document.getElementById("upload-reload");
       if (!reload) {

@@ -241,48 +241,15 @@ export async function launchBrowser() {
 
 /**
  * A fresh browser context (1280x800 unless told) whose pages record script
- * errors and CSP violations in `context.problems`. `noWorkaround: true`
- * leaves out KURA_BROWSER_WORKAROUND_NULL_ORIGIN.
+ * errors and CSP violations in `context.problems`.
  */
-export async function newContext(browser, { noWorkaround = false, ...options } = {}) {
+export async function newContext(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', ...options });
   context.setDefaultTimeout(15_000);
   context.setDefaultNavigationTimeout(20_000);
   context.problems = [];
   context.on('page', (page) => watchPage(context, page));
-  if (WORKAROUND_NULL_ORIGIN && !noWorkaround) await rewriteNullOrigin(context);
   return context;
-}
-
-/**
- * KURA_BROWSER_WORKAROUND_NULL_ORIGIN=1: form posts that Chromium sends with
- * `Origin: null` are re-sent with the page's real origin. Chromium sends
- * `Origin: null` on form posts from pages served with
- * `Referrer-Policy: no-referrer`, and the server refuses those as
- * cross-origin (403), so no form of the web UI works. This switch only lets
- * the rest of the suite run until the server is fixed; tests/forms.test.mjs
- * never uses it. Remove it once forms.test.mjs passes.
- */
-export const WORKAROUND_NULL_ORIGIN = process.env.KURA_BROWSER_WORKAROUND_NULL_ORIGIN === '1';
-
-async function rewriteNullOrigin(context) {
-  await context.route(
-    (url) => url.hostname === '127.0.0.1',
-    async (route) => {
-      const req = route.request();
-      const headers = req.headers();
-      if (req.method() !== 'POST' || headers.origin !== 'null' || req.resourceType() !== 'document') {
-        return route.continue();
-      }
-      // Chromium does not let an interceptor change Origin, so send the form
-      // from here (same cookies) and hand the answer to the page.
-      const response = await route.fetch({
-        headers: { ...headers, origin: new URL(req.url()).origin },
-        maxRedirects: 0,
-      });
-      return route.fulfill({ response });
-    },
-  );
 }
 
 function watchPage(context, page) {
@@ -309,8 +276,7 @@ export async function signIn(page, base, email, password = PASSWORD) {
     await page.waitForLoadState();
     const heading = await page.textContent('h1').catch(() => '?');
     throw new Error(
-      `sign-in form answered ${res.status()} ("${heading?.trim()}"); the browser sent Origin: ${(await req.allHeaders()).origin}` +
-        (WORKAROUND_NULL_ORIGIN ? '' : ' (see KURA_BROWSER_WORKAROUND_NULL_ORIGIN in lib/server.mjs)'),
+      `sign-in form answered ${res.status()} ("${heading?.trim()}"); the browser sent Origin: ${(await req.allHeaders()).origin}`,
     );
   }
   await page.waitForURL(`${base}/`);

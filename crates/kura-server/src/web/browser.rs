@@ -29,6 +29,8 @@ pub struct Row {
 }
 
 pub struct SortLink {
+    /// "hide-narrow" for columns dropped on phone-sized screens.
+    pub class: &'static str,
     pub label: String,
     pub href: String,
     pub active: bool,
@@ -202,6 +204,11 @@ pub async fn folder(
             SortOrder::Asc
         };
         SortLink {
+            class: if k == SortKey::Modified {
+                "hide-narrow"
+            } else {
+                ""
+            },
             label: w.t.t(label).to_string(),
             href: format!(
                 "{base}?sort={}&order={}",

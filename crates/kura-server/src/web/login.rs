@@ -17,6 +17,7 @@ struct LoginPage {
     next: String,
     email: String,
     error: Option<String>,
+    login_token: String,
 }
 
 #[derive(Deserialize)]
@@ -39,16 +40,39 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+const LOGIN_COOKIE: &str = "kura_login";
+
+/// Sign-in forms carry no session yet, so their CSRF protection is a
+/// double-submit token: a random value in a SameSite=Strict cookie and in
+/// the form; a forged cross-site form cannot know it.
+fn login_token_cookie(token: &str) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; Secure; SameSite=Strict; Max-Age=3600"
+    ))
+    .unwrap_or(axum::http::HeaderValue::from_static(
+        "kura_login=; Path=/login; Max-Age=0",
+    ))
+}
+
+fn login_page(w: &Web, next: String, email: String, error: Option<String>) -> Response {
+    let token = kura_crypto::random_token("klogin");
+    let mut r = html(&LoginPage {
+        l: w.layout(w.t.t("login.title").into()),
+        next,
+        email,
+        error,
+        login_token: token.clone(),
+    });
+    r.headers_mut()
+        .insert(header::SET_COOKIE, login_token_cookie(&token));
+    r
+}
+
 pub async fn form(w: Web, Query(q): Query<NextQuery>) -> Response {
     if w.me.is_some() {
         return see_other(&safe_next(q.next.as_deref()));
     }
-    html(&LoginPage {
-        l: w.layout(w.t.t("login.title").into()),
-        next: safe_next(q.next.as_deref()),
-        email: String::new(),
-        error: None,
-    })
+    login_page(&w, safe_next(q.next.as_deref()), String::new(), None)
 }
 
 #[derive(Deserialize)]
@@ -56,6 +80,8 @@ pub struct LoginForm {
     email: String,
     password: String,
     next: Option<String>,
+    #[serde(default)]
+    login_token: String,
 }
 
 pub async fn submit(
@@ -64,15 +90,29 @@ pub async fn submit(
     headers: HeaderMap,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> Result<Response, WebError> {
-    // No session exists yet, so no CSRF token either: a foreign Origin is refused instead.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if origin.split("://").nth(1).unwrap_or("") != host {
-            return Err(w.error(crate::error::ApiError::forbidden()));
-        }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == LOGIN_COOKIE)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let token_ok = !cookie.is_empty()
+        && kura_crypto::secrets::secrets_equal(cookie.as_bytes(), f.login_token.as_bytes());
+    if super::foreign_origin(&headers) || !token_ok {
+        let ev = kura_store::AuditEvent::new("auth.reject", kura_store::Outcome::Denied)
+            .detail(serde_json::json!({"reason": "login_csrf"}));
+        let _ = s.store.audit.record(&w.ctx, ev).await;
+        let mut r = login_page(
+            &w,
+            safe_next(f.next.as_deref()),
+            String::new(),
+            Some(w.t.t("error.csrf").into()),
+        );
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return Ok(r);
     }
     let next = safe_next(f.next.as_deref());
     match sign_in(&s, &w.ctx, &f.email, &f.password).await {
@@ -85,13 +125,12 @@ pub async fn submit(
             Ok(r)
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::BAD_REQUEST => {
-            let page = LoginPage {
-                l: w.layout(w.t.t("login.title").into()),
+            let mut r = login_page(
+                &w,
                 next,
-                email: f.email.chars().take(254).collect(),
-                error: Some(w.t.t("login.failed").into()),
-            };
-            let mut r = html(&page);
+                f.email.chars().take(254).collect(),
+                Some(w.t.t("login.failed").into()),
+            );
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             Ok(r)
         }

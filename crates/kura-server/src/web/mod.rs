@@ -359,6 +359,25 @@ pub trait HasCsrf {
 /// form without the check cannot be written.
 pub struct WebForm<F>(pub F);
 
+/// A foreign Origin is refused. `null` is not foreign: browsers send it for
+/// our own forms because every page says `Referrer-Policy: no-referrer`; the
+/// CSRF token is what proves those requests came from our pages.
+pub fn foreign_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if origin == "null" {
+        return false;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin.split("://").nth(1).unwrap_or("") != host
+}
+
+const FORM_LIMIT: usize = 64 * 1024;
+
 impl<F: DeserializeOwned + HasCsrf + Send> FromRequest<AppState> for WebForm<F> {
     type Rejection = Response;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
@@ -366,6 +385,17 @@ impl<F: DeserializeOwned + HasCsrf + Send> FromRequest<AppState> for WebForm<F> 
         let web = Web::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
+        if web.me.is_none() {
+            return Err(web.error(ApiError::unauthenticated()).into_response());
+        }
+        let refuse = |reason: &'static str| {
+            let mut ev = kura_store::AuditEvent::new("auth.reject", kura_store::Outcome::Denied)
+                .detail(serde_json::json!({"reason": reason, "path": parts.uri.path()}));
+            if let Some(me) = &web.me {
+                ev = ev.org(me.actor.org_id);
+            }
+            ev
+        };
         let forbidden = |w: &Web| {
             w.error(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -374,44 +404,36 @@ impl<F: DeserializeOwned + HasCsrf + Send> FromRequest<AppState> for WebForm<F> 
             ))
             .into_response()
         };
-        if let Some(origin) = parts
-            .headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-        {
-            let host = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let origin_host = origin.split("://").nth(1).unwrap_or("");
-            if origin_host != host {
-                return Err(forbidden(&web));
-            }
-        }
-        let req = Request::from_parts(parts, body);
-        let axum::Form(f) = axum::Form::<F>::from_request(req, state)
-            .await
-            .map_err(|e| {
-                web.error(ApiError::bad_request(e.body_text()))
-                    .into_response()
-            })?;
-        // Sign-in forms carry no session yet; the login handler checks its own token.
-        let expected = web.csrf.as_bytes();
-        if !expected.is_empty()
-            && !kura_crypto::secrets::secrets_equal(f.csrf().as_bytes(), expected)
-        {
-            let mut ev = kura_store::AuditEvent::new("auth.reject", kura_store::Outcome::Denied)
-                .detail(serde_json::json!({"reason": "csrf", "path": web.path}));
-            if let Some(me) = &web.me {
-                ev = ev.org(me.actor.org_id);
-            }
-            let _ = state.store.audit.record(&web.ctx, ev).await;
+        if foreign_origin(&parts.headers) {
+            let _ = state.store.audit.record(&web.ctx, refuse("origin")).await;
             return Err(forbidden(&web));
         }
-        if expected.is_empty() {
-            return Err(web.error(ApiError::unauthenticated()).into_response());
+        let bytes = axum::body::to_bytes(body, FORM_LIMIT).await.map_err(|_| {
+            web.error(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "the form is larger than 64 KiB",
+            ))
+            .into_response()
+        })?;
+        // The token is checked before the form is interpreted at all.
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+        let sent = pairs
+            .iter()
+            .find(|(k, _)| k == "_csrf")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        if sent.is_empty()
+            || !kura_crypto::secrets::secrets_equal(sent.as_bytes(), web.csrf.as_bytes())
+        {
+            let _ = state.store.audit.record(&web.ctx, refuse("csrf")).await;
+            return Err(forbidden(&web));
         }
+        let f: F = serde_urlencoded::from_bytes(&bytes).map_err(|e| {
+            web.error(ApiError::bad_request(e.to_string()))
+                .into_response()
+        })?;
+        debug_assert!(f.csrf() == sent);
         Ok(WebForm(f))
     }
 }

@@ -34,6 +34,45 @@ pub async fn sessions_tokens_csrf_and_revocation() {
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.text().await.unwrap(), unknown.text().await.unwrap());
 
+    // The web sign-in form needs its double-submit token: a forged
+    // cross-site sign-in (login CSRF) is refused even with a right password.
+    let forged = anon
+        .http
+        .post(format!("{}/login", anon.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "null")
+        .body(format!(
+            "email={}&password={}",
+            urlencode(&u.email()),
+            urlencode(PASSWORD)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged
+        .headers()
+        .get("set-cookie")
+        .is_none_or(|c| !c.to_str().unwrap().starts_with("kura_session=")));
+    let foreign = anon
+        .http
+        .post(format!("{}/projects", anon.base))
+        .header(
+            "cookie",
+            format!("kura_session={}", u.session.clone().unwrap()),
+        )
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("_csrf={}&name=evil", u.csrf.clone().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.status(),
+        StatusCode::FORBIDDEN,
+        "a foreign Origin is refused even with the token"
+    );
+
     // Cookie attributes.
     let r = anon
         .http
