@@ -229,7 +229,7 @@ pub async fn open_range(
         next: first,
         last,
         range,
-        hasher: whole.then(Sha256::new),
+        hasher: whole.then(|| Hashing::Idle(Sha256::new())),
         expected: meta.sha256.clone(),
         blob: meta.id,
     };
@@ -278,9 +278,25 @@ struct ChunkReader {
     next: u64,
     last: u64,
     range: Range<u64>,
-    hasher: Option<Sha256>,
+    hasher: Option<Hashing>,
     expected: String,
     blob: BlobId,
+}
+
+/// The whole-file digest, computed on another thread while the next batch
+/// is read and decrypted.
+enum Hashing {
+    Idle(Sha256),
+    Busy(tokio::task::JoinHandle<Sha256>),
+}
+
+impl Hashing {
+    async fn take(self) -> std::result::Result<Sha256, std::io::Error> {
+        match self {
+            Hashing::Idle(h) => Ok(h),
+            Hashing::Busy(j) => j.await.map_err(|e| std::io::Error::other(e.to_string())),
+        }
+    }
 }
 
 fn invalid(msg: String) -> std::io::Error {
@@ -294,12 +310,11 @@ struct Batch {
     first: u64,
     last: u64,
     range: Range<u64>,
-    hasher: Option<Sha256>,
     ciphertext: Bytes,
     blob: BlobId,
 }
 
-fn decrypt_batch(mut b: Batch) -> (std::result::Result<Bytes, std::io::Error>, Option<Sha256>) {
+fn decrypt_batch(b: Batch) -> std::result::Result<Bytes, std::io::Error> {
     let mut out = BytesMut::with_capacity(((b.last - b.first + 1) as usize) * CHUNK_SIZE);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG_SIZE);
     let mut offset = 0usize;
@@ -312,22 +327,16 @@ fn decrypt_batch(mut b: Batch) -> (std::result::Result<Bytes, std::io::Error>, O
         } as usize;
         let end = offset + plain_len + TAG_SIZE;
         let Some(ct) = b.ciphertext.get(offset..end) else {
-            return (
-                Err(invalid(format!(
-                    "blob {} is truncated at chunk {idx}",
-                    b.blob
-                ))),
-                b.hasher,
-            );
+            return Err(invalid(format!(
+                "blob {} is truncated at chunk {idx}",
+                b.blob
+            )));
         };
         offset = end;
         buf.clear();
         buf.extend_from_slice(ct);
         if let Err(e) = b.cipher.open_chunk(idx, is_last, &mut buf) {
-            return (Err(invalid(format!("blob {}: {e}", b.blob))), b.hasher);
-        }
-        if let Some(h) = b.hasher.as_mut() {
-            h.update(&buf);
+            return Err(invalid(format!("blob {}: {e}", b.blob)));
         }
         let chunk_start = idx * CHUNK_SIZE as u64;
         let from = b.range.start.saturating_sub(chunk_start) as usize;
@@ -336,7 +345,7 @@ fn decrypt_batch(mut b: Batch) -> (std::result::Result<Bytes, std::io::Error>, O
             out.extend_from_slice(&buf[from..to]);
         }
     }
-    (Ok(out.freeze()), b.hasher)
+    Ok(out.freeze())
 }
 
 impl ChunkReader {
@@ -358,29 +367,35 @@ impl ChunkReader {
             first,
             last,
             range: self.range.clone(),
-            hasher: self.hasher.take(),
             ciphertext,
             blob: self.blob,
         };
         // A chunk or two is cheaper to decrypt here than to hand off.
-        let (result, hasher) = if last - first < 2 {
-            decrypt_batch(batch)
+        let bytes = if last - first < 2 {
+            decrypt_batch(batch)?
         } else {
             tokio::task::spawn_blocking(move || decrypt_batch(batch))
                 .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .map_err(|e| std::io::Error::other(e.to_string()))??
         };
-        self.hasher = hasher;
-        let bytes = result?;
         self.next = last + 1;
-        if self.layout.is_last(last) {
-            if let Some(h) = self.hasher.take() {
+        if let Some(state) = self.hasher.take() {
+            // The range is the whole file here, so `bytes` is the plaintext in order.
+            let mut h = state.take().await?;
+            let piece = bytes.clone();
+            if self.layout.is_last(last) {
+                h.update(&piece);
                 if hex::encode(h.finalize()) != self.expected {
                     return Err(invalid(format!(
                         "blob {}: plaintext digest mismatch",
                         self.blob
                     )));
                 }
+            } else {
+                self.hasher = Some(Hashing::Busy(tokio::task::spawn_blocking(move || {
+                    h.update(&piece);
+                    h
+                })));
             }
         }
         Ok(Some(bytes))
