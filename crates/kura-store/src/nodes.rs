@@ -62,6 +62,50 @@ fn node_from_row(r: &AnyRow) -> Result<Node> {
     })
 }
 
+type NodeTuple = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    i64,
+);
+
+/// Nodes from a JSON array of rows (see `list_children`), in row-number order.
+fn nodes_from_json(j: &str) -> Result<Vec<Node>> {
+    let bad = |_| StoreError::Internal("malformed listing row".into());
+    let mut rows: Vec<NodeTuple> =
+        serde_json::from_str(j).map_err(|e| StoreError::Internal(format!("listing: {e}")))?;
+    rows.sort_by_key(|r| r.13);
+    rows.into_iter()
+        .map(|r| {
+            Ok(Node {
+                id: r.0.parse().map_err(bad)?,
+                project_id: r.1.parse().map_err(bad)?,
+                parent_id: r.2.map(|p| p.parse()).transpose().map_err(bad)?,
+                kind: if r.3 != 0 { "file" } else { "folder" },
+                name: r.4,
+                size: r.5,
+                current_version_id: r.6.map(|v| v.parse()).transpose().map_err(bad)?,
+                created_at: r.7,
+                created_by: r.8.parse().map_err(bad)?,
+                modified_at: r.9,
+                modified_by: r.10.parse().map_err(bad)?,
+                trashed_at: r.11,
+                modified_by_name: r.12,
+            })
+        })
+        .collect()
+}
+
 async fn load<'e, E>(ex: E, project: ProjectId, id: NodeId, live: bool) -> Result<Node>
 where
     E: sqlx::Executor<'e, Database = Any>,
@@ -171,7 +215,7 @@ pub async fn list_children(
         ),
         None => None,
     };
-    let mut sql = format!("SELECT {NODE_COLS} FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE n.parent_id = $1 AND n.project_id = $2 AND n.trashed_at IS NULL");
+    let mut sql = format!("SELECT {NODE_COLS}, ROW_NUMBER() OVER (ORDER BY n.is_file ASC, {col} {dir}, n.id {dir}) AS rn FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE n.parent_id = $1 AND n.project_id = $2 AND n.trashed_at IS NULL");
     if cur.is_some() {
         sql.push_str(&format!(
             " AND (n.is_file > $3 OR (n.is_file = $3 AND ({col} {cmp} $4 OR ({col} = $4 AND n.id {cmp} $5))))"
@@ -181,6 +225,18 @@ pub async fn list_children(
         " ORDER BY n.is_file ASC, {col} {dir}, n.id {dir} LIMIT {}",
         limit + 1
     ));
+    // Large folders: the rows come back as one JSON document, because
+    // handing thousands of rows one by one from the database thread costs
+    // far more than building and parsing the document.
+    let row_json = "s.id, s.project_id, s.parent_id, s.is_file, s.name, s.size, s.current_version_id, s.created_at, s.created_by, s.modified_at, s.modified_by, s.trashed_at, s.modified_by_name, s.rn";
+    let sql = match db.backend {
+        crate::db::Backend::Sqlite => {
+            format!("SELECT json_group_array(json_array({row_json})) AS j FROM ({sql}) s")
+        }
+        crate::db::Backend::Postgres => {
+            format!("SELECT json_agg(json_build_array({row_json}))::text AS j FROM ({sql}) s")
+        }
+    };
     let mut q = sqlx::query(&sql)
         .bind(folder.to_string())
         .bind(g.project_id().to_string());
@@ -192,8 +248,8 @@ pub async fn list_children(
         };
         q = q.bind(c.id.clone());
     }
-    let rows = q.fetch_all(&db.read).await?;
-    let mut items = rows.iter().map(node_from_row).collect::<Result<Vec<_>>>()?;
+    let row = q.fetch_one(&db.read).await?;
+    let mut items = nodes_from_json(row.opt_str("j")?.as_deref().unwrap_or("[]"))?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|n| {

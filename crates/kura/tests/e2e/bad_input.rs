@@ -22,6 +22,7 @@ pub async fn each_client_mistake_gets_its_status() {
     // 413: JSON body over 64 KiB; upload over the maximum size (declared and streamed).
     let big = json!({"name": "x".repeat(70_000)});
     let (st, v) = a
+        .fresh_connection()
         .json(
             Method::POST,
             &format!("{base}/folders/{}/folders", p.root),
@@ -30,6 +31,7 @@ pub async fn each_client_mistake_gets_its_status() {
         .await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     let (st, v) = a
+        .fresh_connection()
         .upload(p, &p.root, "too-big.bin", vec![0u8; 100_001])
         .await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
@@ -37,6 +39,7 @@ pub async fn each_client_mistake_gets_its_status() {
     let stream =
         futures_util::stream::iter((0..30).map(|_| Ok::<_, std::io::Error>(vec![1u8; 5000])));
     let r = a
+        .fresh_connection()
         .request(
             Method::POST,
             &format!("{base}/folders/{}/files?name=stream-big.bin", p.root),
@@ -49,6 +52,7 @@ pub async fn each_client_mistake_gets_its_status() {
 
     // 400: malformed JSON, wrong shape, unknown fields.
     let r = a
+        .fresh_connection()
         .request(Method::POST, &format!("{base}/folders/{}/folders", p.root))
         .header("content-type", "application/json")
         .body("{\"name\": ")
@@ -76,6 +80,7 @@ pub async fn each_client_mistake_gets_its_status() {
 
     // 415: wrong content type.
     let r = a
+        .fresh_connection()
         .request(Method::POST, &format!("{base}/folders/{}/folders", p.root))
         .header("content-type", "text/plain")
         .body("{\"name\":\"x\"}")

@@ -383,13 +383,17 @@ pub async fn organize_trash_versions_and_quota() {
     let (_, org) = a.get(&format!("/api/orgs/{}", a.org_id())).await;
     let used = org["used_bytes"].as_i64().unwrap();
     assert!(used > 0);
-    let (st, v) = a.upload(p, &again, "big.bin", vec![7u8; 20_000]).await;
+    let (st, v) = a
+        .fresh_connection()
+        .upload(p, &again, "big.bin", vec![7u8; 20_000])
+        .await;
     assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
     assert_eq!(v["code"], "quota-exceeded");
     // Without Content-Length (chunked), the limit is enforced while streaming.
     let stream =
         futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![1u8; 1000])));
     let r = a
+        .fresh_connection()
         .request(
             Method::POST,
             &format!(
@@ -444,6 +448,7 @@ pub async fn big_file_streams_with_constant_memory() {
         Ok::<_, std::io::Error>(gen[..n].to_vec())
     }));
     let r = a
+        .fresh_connection()
         .request(
             Method::POST,
             &format!(

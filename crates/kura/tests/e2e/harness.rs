@@ -228,6 +228,15 @@ impl Client {
         }
     }
 
+    /// The same credentials on a new connection pool: for a request whose
+    /// connection the server will close (a body refused half-way), so later
+    /// requests do not race with that close.
+    pub fn fresh_connection(&self) -> Self {
+        let mut c = self.clone();
+        c.http = Self::new(&self.base).http;
+        c
+    }
+
     pub fn anonymous(&self) -> Self {
         Self::new(&self.base)
     }
