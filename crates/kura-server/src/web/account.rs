@@ -1,8 +1,7 @@
 //! The account page: password, language and time zone, active sessions and
 //! API tokens.
 
-use super::browser::CsrfForm;
-use super::{html, see_other, HasCsrf, Layout, OrWeb, Web, WebError, WebForm};
+use super::{html, see_other, Layout, OrWeb, Web, WebError, WebForm};
 use crate::api::account::clear_cookie;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -152,15 +151,8 @@ pub async fn page(State(s): State<AppState>, w: Web) -> Result<Response, WebErro
 
 #[derive(Deserialize)]
 pub struct PasswordForm {
-    _csrf: String,
     current_password: String,
     new_password: String,
-}
-
-impl HasCsrf for PasswordForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn password(
@@ -221,15 +213,8 @@ pub async fn password(
 
 #[derive(Deserialize)]
 pub struct PrefsForm {
-    _csrf: String,
     locale: String,
     time_zone: String,
-}
-
-impl HasCsrf for PrefsForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn preferences(
@@ -264,7 +249,7 @@ pub async fn revoke_session(
     State(s): State<AppState>,
     w: Web,
     Path(id): Path<String>,
-    WebForm(_f): WebForm<CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
     let id: SessionId = id.parse().map_err(|_| w.error(ApiError::not_found()))?;
@@ -276,16 +261,9 @@ pub async fn revoke_session(
 
 #[derive(Deserialize)]
 pub struct TokenForm {
-    _csrf: String,
     name: String,
     read_only: Option<String>,
     days: i64,
-}
-
-impl HasCsrf for TokenForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn create_token(
@@ -323,7 +301,7 @@ pub async fn revoke_token(
     State(s): State<AppState>,
     w: Web,
     Path(id): Path<String>,
-    WebForm(_f): WebForm<CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
     let id: TokenId = id.parse().map_err(|_| w.error(ApiError::not_found()))?;

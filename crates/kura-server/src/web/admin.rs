@@ -2,7 +2,7 @@
 //! log viewer with CSV export.
 
 use super::browser::human_size;
-use super::{html, see_other, HasCsrf, Layout, OrWeb, Web, WebError, WebForm};
+use super::{html, see_other, Layout, OrWeb, Web, WebError, WebForm};
 use crate::error::ApiError;
 use crate::state::AppState;
 use askama::Template;
@@ -127,17 +127,10 @@ pub async fn org(
 
 #[derive(Deserialize)]
 pub struct NewUserForm {
-    _csrf: String,
     email: String,
     display_name: String,
     password: String,
     org_admin: Option<String>,
-}
-
-impl HasCsrf for NewUserForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn create_user(
@@ -232,7 +225,7 @@ pub async fn disable_user(
     State(s): State<AppState>,
     w: Web,
     Path((o, u)): Path<(String, String)>,
-    WebForm(_f): WebForm<super::browser::CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     set_disabled(&s, &w, &o, &u, true).await
 }
@@ -241,21 +234,14 @@ pub async fn enable_user(
     State(s): State<AppState>,
     w: Web,
     Path((o, u)): Path<(String, String)>,
-    WebForm(_f): WebForm<super::browser::CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     set_disabled(&s, &w, &o, &u, false).await
 }
 
 #[derive(Deserialize)]
 pub struct ResetForm {
-    _csrf: String,
     password: String,
-}
-
-impl HasCsrf for ResetForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn reset_password(

@@ -2,7 +2,7 @@
 //! paging, folder creation, upload (the page's script talks to the API),
 //! and the trash.
 
-use super::{html, see_other, urlencode, HasCsrf, Layout, OrWeb, Web, WebError, WebForm};
+use super::{html, see_other, urlencode, Layout, OrWeb, Web, WebError, WebForm};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -139,13 +139,6 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn ids(w: &Web, p: &str, n: &str) -> Result<(ProjectId, NodeId), WebError> {
-    match (p.parse(), n.parse()) {
-        (Ok(p), Ok(n)) => Ok((p, n)),
-        _ => Err(w.error(crate::error::ApiError::not_found())),
-    }
-}
-
 pub const PAGE_SIZE: i64 = 200;
 
 pub async fn folder(
@@ -155,7 +148,7 @@ pub async fn folder(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, f) = ids(&w, &p, &f)?;
+    let (p, f): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &f)?);
     let Query(q) = q.map_err(|e| w.error(crate::error::ApiError::bad_request(e.body_text())))?;
     let g = s
         .project_grant::<Read>(&me.actor, &w.ctx, p)
@@ -277,14 +270,7 @@ pub async fn folder(
 
 #[derive(Deserialize)]
 pub struct NameForm {
-    _csrf: String,
     pub name: String,
-}
-
-impl HasCsrf for NameForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn mkdir(
@@ -294,7 +280,7 @@ pub async fn mkdir(
     WebForm(form): WebForm<NameForm>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, f) = ids(&w, &p, &f)?;
+    let (p, f): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &f)?);
     let g = s
         .project_grant::<Write>(&me.actor, &w.ctx, p)
         .await
@@ -380,25 +366,14 @@ pub async fn trash(
     Ok(html(&page))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    _csrf: String,
-}
-
-impl HasCsrf for CsrfForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
-}
-
 pub async fn restore(
     State(s): State<AppState>,
     w: Web,
     Path((p, n)): Path<(String, String)>,
-    WebForm(_f): WebForm<CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let g = s
         .project_grant::<Write>(&me.actor, &w.ctx, p)
         .await
@@ -414,10 +389,10 @@ pub async fn purge(
     State(s): State<AppState>,
     w: Web,
     Path((p, n)): Path<(String, String)>,
-    WebForm(_f): WebForm<CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let g = s
         .project_grant::<Purge>(&me.actor, &w.ctx, p)
         .await

@@ -1,7 +1,7 @@
 //! One file or folder: details, versions, preview, rename, move, delete.
 
-use super::browser::{human_size, kind_of, CsrfForm, NameForm};
-use super::{html, see_other, HasCsrf, Layout, OrWeb, Web, WebError, WebForm};
+use super::browser::{human_size, kind_of, NameForm};
+use super::{html, see_other, Layout, OrWeb, Web, WebError, WebForm};
 use crate::api::transfer::decrypted_body;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -42,13 +42,6 @@ struct FilePage {
     can_write: bool,
 }
 
-fn ids(w: &Web, p: &str, n: &str) -> Result<(ProjectId, NodeId), WebError> {
-    match (p.parse(), n.parse()) {
-        (Ok(p), Ok(n)) => Ok((p, n)),
-        _ => Err(w.error(ApiError::not_found())),
-    }
-}
-
 /// Types shown inline, with the Content-Type we serve them as. Anything
 /// that can carry script (HTML, SVG, XML) is never previewed.
 fn preview_type(name: &str) -> Option<(&'static str, &'static str)> {
@@ -75,7 +68,7 @@ pub async fn details(
     Path((p, n)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let g = s
         .project_grant::<Read>(&me.actor, &w.ctx, p)
         .await
@@ -133,7 +126,7 @@ pub async fn preview(
     Path((p, n)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let g = s
         .project_grant::<Read>(&me.actor, &w.ctx, p)
         .await
@@ -194,7 +187,7 @@ pub async fn rename(
     WebForm(f): WebForm<NameForm>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let g = s
         .project_grant::<Write>(&me.actor, &w.ctx, p)
         .await
@@ -249,7 +242,7 @@ pub async fn move_picker(
     Query(q): Query<MoveQuery>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let g = s
         .project_grant::<Read>(&me.actor, &w.ctx, p)
         .await
@@ -314,14 +307,7 @@ pub async fn move_picker(
 
 #[derive(Deserialize)]
 pub struct MoveForm {
-    _csrf: String,
     parent_id: String,
-}
-
-impl HasCsrf for MoveForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn move_to(
@@ -331,7 +317,7 @@ pub async fn move_to(
     WebForm(f): WebForm<MoveForm>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let parent: NodeId = f
         .parent_id
         .parse()
@@ -350,10 +336,10 @@ pub async fn delete(
     State(s): State<AppState>,
     w: Web,
     Path((p, n)): Path<(String, String)>,
-    WebForm(_f): WebForm<CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let g = s
         .project_grant::<Write>(&me.actor, &w.ctx, p)
         .await
@@ -370,10 +356,10 @@ pub async fn restore_version(
     State(s): State<AppState>,
     w: Web,
     Path((p, n, v)): Path<(String, String, String)>,
-    WebForm(_f): WebForm<CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    let (p, n) = ids(&w, &p, &n)?;
+    let (p, n): (ProjectId, NodeId) = (super::parse_id(&w, &p)?, super::parse_id(&w, &n)?);
     let v: VersionId = v.parse().map_err(|_| w.error(ApiError::not_found()))?;
     let g = s
         .project_grant::<Write>(&me.actor, &w.ctx, p)

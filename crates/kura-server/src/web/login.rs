@@ -1,6 +1,6 @@
 //! Sign-in and sign-out pages.
 
-use super::{html, see_other, HasCsrf, Layout, Web, WebError, WebForm};
+use super::{html, see_other, Layout, Web, WebError, WebForm};
 use crate::api::account::{clear_cookie, session_cookie, sign_in};
 use crate::state::AppState;
 use askama::Template;
@@ -138,21 +138,10 @@ pub async fn submit(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    _csrf: String,
-}
-
-impl HasCsrf for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
-}
-
 pub async fn logout(
     State(s): State<AppState>,
     w: Web,
-    WebForm(_f): WebForm<CsrfOnly>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
     if let Credential::Session(id) = me.actor.credential {

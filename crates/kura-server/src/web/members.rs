@@ -1,7 +1,7 @@
 //! Project members: who is in the project, from which organization, with
 //! which role; managers (and the owning organization's admins) change it.
 
-use super::{html, see_other, HasCsrf, Layout, OrWeb, Web, WebError, WebForm};
+use super::{html, see_other, Layout, OrWeb, Web, WebError, WebForm};
 use crate::error::ApiError;
 use crate::state::AppState;
 use askama::Template;
@@ -111,15 +111,8 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct AddForm {
-    _csrf: String,
     email: String,
     role: ProjectRole,
-}
-
-impl HasCsrf for AddForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn add(
@@ -149,14 +142,7 @@ pub async fn add(
 
 #[derive(Deserialize)]
 pub struct RoleForm {
-    _csrf: String,
     role: ProjectRole,
-}
-
-impl HasCsrf for RoleForm {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 fn uid(w: &Web, u: &str) -> Result<UserId, WebError> {
@@ -186,7 +172,7 @@ pub async fn remove(
     State(s): State<AppState>,
     w: Web,
     Path((p, u)): Path<(String, String)>,
-    WebForm(_f): WebForm<super::browser::CsrfForm>,
+    WebForm(_f): WebForm<super::NoFields>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
     let (p, u) = (pid(&w, &p)?, uid(&w, &u)?);

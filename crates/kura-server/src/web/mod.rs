@@ -349,14 +349,10 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Forms that change state carry the CSRF token in `_csrf`.
-pub trait HasCsrf {
-    fn csrf(&self) -> &str;
-}
-
-/// A form body, accepted only with the session's CSRF token and from our
-/// own origin. Handlers of state-changing forms take this extractor, so a
-/// form without the check cannot be written.
+/// A form body, accepted only with the session's CSRF token (field `_csrf`,
+/// checked before the form is interpreted) and not from a foreign origin.
+/// Handlers of state-changing forms take this extractor, so a form without
+/// the check cannot be written; form types need not declare `_csrf`.
 pub struct WebForm<F>(pub F);
 
 /// A foreign Origin is refused. `null` is not foreign: browsers send it for
@@ -378,7 +374,7 @@ pub fn foreign_origin(headers: &axum::http::HeaderMap) -> bool {
 
 const FORM_LIMIT: usize = 64 * 1024;
 
-impl<F: DeserializeOwned + HasCsrf + Send> FromRequest<AppState> for WebForm<F> {
+impl<F: DeserializeOwned + Send> FromRequest<AppState> for WebForm<F> {
     type Rejection = Response;
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
@@ -433,9 +429,17 @@ impl<F: DeserializeOwned + HasCsrf + Send> FromRequest<AppState> for WebForm<F> 
             web.error(ApiError::bad_request(e.to_string()))
                 .into_response()
         })?;
-        debug_assert!(f.csrf() == sent);
         Ok(WebForm(f))
     }
+}
+
+/// A form with no fields of its own (only the CSRF token).
+#[derive(serde::Deserialize)]
+pub struct NoFields {}
+
+/// Parse an id from the path; a malformed one is simply not found.
+pub fn parse_id<T: std::str::FromStr>(w: &Web, raw: &str) -> Result<T, WebError> {
+    raw.parse().map_err(|_| w.error(ApiError::not_found()))
 }
 
 /// Redirect after a successful POST (303: the browser follows with GET).

@@ -1,6 +1,6 @@
 //! Home: the user's organization and projects, and recent activity in them.
 
-use super::{html, see_other, HasCsrf, Layout, OrWeb, Web, WebError, WebForm};
+use super::{html, see_other, Layout, OrWeb, Web, WebError, WebForm};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::State;
@@ -107,14 +107,7 @@ pub async fn home(State(s): State<AppState>, w: Web) -> Result<Response, WebErro
 
 #[derive(Deserialize)]
 pub struct NewProject {
-    _csrf: String,
     name: String,
-}
-
-impl HasCsrf for NewProject {
-    fn csrf(&self) -> &str {
-        &self._csrf
-    }
 }
 
 pub async fn create_project(
