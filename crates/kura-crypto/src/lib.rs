@@ -8,9 +8,11 @@
 
 pub mod keys;
 pub mod secrets;
+pub mod signing;
 pub mod stream;
 
 pub use keys::{DataKey, KeyError, MasterKey, OrgKey};
 pub use secrets::{hash_password, random_token, token_digest, verify_password, PasswordError};
 pub use sha2::{Digest, Sha256};
+pub use signing::{verify_signature, AuditSigner};
 pub use stream::{ChunkCipher, ChunkLayout, CHUNK_SIZE, TAG_SIZE};

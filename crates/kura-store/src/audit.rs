@@ -123,7 +123,7 @@ impl AuditEvent {
     }
 }
 
-const INSERT: &str = "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+const INSERT: &str = "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 /// Append one event inside the caller's transaction (for changes).
 /// Events appended by this process (for metrics; counts attempts inside
@@ -136,26 +136,53 @@ pub fn appended_total() -> u64 {
 
 pub async fn append(tx: &mut Transaction<'_, Any>, ctx: &AuditCtx, ev: &AuditEvent) -> Result<()> {
     APPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rec = crate::chain::Record {
+        id: 0,
+        ts: now_micros(),
+        org_id: ev.org_id.map(|x| x.to_string()),
+        actor_user_id: ctx.actor_user_id.map(|x| x.to_string()),
+        actor_org_id: ctx.actor_org_id.map(|x| x.to_string()),
+        credential: ctx.credential.clone(),
+        ip: ctx.ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+        request_id: ctx.request_id.clone(),
+        action: ev.action.to_string(),
+        outcome: ev.outcome.as_str().to_string(),
+        project_id: ev.project_id.map(|x| x.to_string()),
+        node_id: ev.node_id.map(|x| x.to_string()),
+        version_id: ev.version_id.map(|x| x.to_string()),
+        object_name: ev.object_name.clone(),
+        bytes: ev.bytes,
+        detail: ev.detail.as_ref().map(|d| d.to_string()),
+        chain_seq: None,
+        chain_hash: None,
+    };
+    let chain = rec.chain().to_string();
+    let (seq, prev) = crate::chain::advance(tx, &chain).await?;
+    let hash = rec.expected_hash(&prev, seq);
+    rec.chain_seq = Some(seq);
     sqlx::query(INSERT)
-        .bind(now_micros())
-        .bind(ev.org_id.map(|x| x.to_string()))
-        .bind(ctx.actor_user_id.map(|x| x.to_string()))
-        .bind(ctx.actor_org_id.map(|x| x.to_string()))
-        .bind(ctx.credential.clone())
-        .bind(ctx.ip.clone())
-        .bind(ctx.user_agent.clone())
-        .bind(ctx.request_id.clone())
-        .bind(ev.action)
-        .bind(ev.outcome.as_str())
-        .bind(ev.project_id.map(|x| x.to_string()))
-        .bind(ev.node_id.map(|x| x.to_string()))
-        .bind(ev.version_id.map(|x| x.to_string()))
-        .bind(ev.object_name.clone())
-        .bind(ev.bytes)
-        .bind(ev.detail.as_ref().map(|d| d.to_string()))
+        .bind(rec.ts)
+        .bind(rec.org_id)
+        .bind(rec.actor_user_id)
+        .bind(rec.actor_org_id)
+        .bind(rec.credential)
+        .bind(rec.ip)
+        .bind(rec.user_agent)
+        .bind(rec.request_id)
+        .bind(rec.action)
+        .bind(rec.outcome)
+        .bind(rec.project_id)
+        .bind(rec.node_id)
+        .bind(rec.version_id)
+        .bind(rec.object_name)
+        .bind(rec.bytes)
+        .bind(rec.detail)
+        .bind(seq)
+        .bind(&hash)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    crate::chain::set_head_hash(tx, &chain, &hash).await
 }
 
 type Pending = (AuditCtx, AuditEvent, oneshot::Sender<Result<(), String>>);

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod blobs;
+pub mod chain;
 pub mod db;
 pub mod error;
 pub mod fsck;

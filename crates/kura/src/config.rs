@@ -16,6 +16,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub master_key_file: Option<PathBuf>,
+    pub audit_key_file: Option<PathBuf>,
+    pub audit_checkpoint_minutes: u64,
     pub max_upload_bytes: u64,
     pub default_quota_bytes: i64,
     pub session_idle_minutes: i64,
@@ -35,6 +37,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./kura-data"),
             database_url: None,
             master_key_file: None,
+            audit_key_file: None,
+            audit_checkpoint_minutes: 10,
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             default_quota_bytes: 100 * 1024 * 1024 * 1024,
             session_idle_minutes: 30,
@@ -101,6 +105,12 @@ impl Config {
         }
         if let Some(v) = env("KURA_MASTER_KEY_FILE") {
             c.master_key_file = Some(v.into());
+        }
+        if let Some(v) = env("KURA_AUDIT_KEY_FILE") {
+            c.audit_key_file = Some(v.into());
+        }
+        if let Some(v) = parse_env("KURA_AUDIT_CHECKPOINT_MINUTES")? {
+            c.audit_checkpoint_minutes = v;
         }
         if let Some(v) = parse_env("KURA_MAX_UPLOAD_BYTES")? {
             c.max_upload_bytes = v;
@@ -171,6 +181,14 @@ impl Config {
         self.master_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// The Ed25519 key that signs audit checkpoints; keep it (or a copy of
+    /// its public key) apart from the database.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
     }
 
     pub fn tls(&self) -> bool {

@@ -1,6 +1,7 @@
 //! `kura`: the one binary. A thin shim over the library crates.
 
 mod admin;
+mod audit_cli;
 mod config;
 mod open;
 mod serve;
@@ -36,6 +37,11 @@ enum Cmd {
     Admin {
         #[command(subcommand)]
         cmd: admin::AdminCmd,
+    },
+    /// The tamper-evident audit trail: verify, export, checkpoint
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_cli::AuditCmd,
     },
     /// Apply database migrations and exit
     Migrate,
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
         match cli.cmd {
             Cmd::Serve(args) => serve::run(config, args).await,
             Cmd::Admin { cmd } => admin::run(config, cmd).await,
+            Cmd::Audit { cmd } => audit_cli::run(config, cmd).await,
             Cmd::Migrate => admin::migrate(config).await,
             Cmd::Fsck(args) => admin::fsck(config, args).await,
         }

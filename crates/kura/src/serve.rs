@@ -58,6 +58,8 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
     }
     let store = open::store(&c, true).await?;
     housekeeping(&store);
+    let signer = kura_crypto::AuditSigner::load_or_create(&c.audit_key_path())?;
+    start_checkpoints(&store, signer, c.audit_checkpoint_minutes);
     announce_bootstrap(&store, &c).await?;
 
     let state = AppState::new(
@@ -186,6 +188,23 @@ fn housekeeping(store: &kura_store::Store) {
             }
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+    });
+}
+
+/// Sign a checkpoint of every audit chain now and then every `minutes`.
+fn start_checkpoints(store: &kura_store::Store, signer: kura_crypto::AuditSigner, minutes: u64) {
+    if minutes == 0 {
+        return;
+    }
+    let db = store.db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(minutes * 60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = kura_store::chain::checkpoint_all(&db, &signer).await {
+                tracing::error!(error = %e, "could not sign audit checkpoints");
+            }
         }
     });
 }

@@ -4,6 +4,7 @@
 //! SQLite (default) and PostgreSQL (KURA_TEST_DB=postgres).
 
 mod accounts;
+mod audit_chain;
 mod authz_matrix;
 mod bad_input;
 mod files;
@@ -83,4 +84,14 @@ async fn ops_graceful_shutdown_finishes_uploads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_tls_listener() {
     operations::tls_listener_serves_https_with_hsts().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_pinpoints_tampering() {
+    audit_chain::verify_pinpoints_edit_delete_insert_swap().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_export_verifies_elsewhere() {
+    audit_chain::export_verifies_without_the_database().await;
 }

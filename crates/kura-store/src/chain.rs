@@ -1,0 +1,565 @@
+//! The tamper-evident audit trail.
+//!
+//! Each organization's events form a hash chain: event `n` stores
+//! `hash_n = SHA-256(hash_{n-1} || "\n" || canonical(event_n))`, where the
+//! canonical form is a JSON array of every stored field, the chain name and
+//! the sequence number. Changing, deleting, inserting or reordering a stored
+//! event breaks the chain at that point. Checkpoints (chain, seq, hash, time)
+//! are signed with an Ed25519 key kept outside the database, so a rewritten
+//! chain does not match the signed checkpoints, and an exported trail can be
+//! verified elsewhere with the public key alone.
+
+use crate::db::{Db, RowExt};
+use crate::error::Result;
+use kura_crypto::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const PLATFORM_CHAIN: &str = "platform";
+
+/// One stored event with every field the chain covers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub id: i64,
+    pub ts: i64,
+    pub org_id: Option<String>,
+    pub actor_user_id: Option<String>,
+    pub actor_org_id: Option<String>,
+    pub credential: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub project_id: Option<String>,
+    pub node_id: Option<String>,
+    pub version_id: Option<String>,
+    pub object_name: Option<String>,
+    pub bytes: Option<i64>,
+    pub detail: Option<String>,
+    pub chain_seq: Option<i64>,
+    pub chain_hash: Option<String>,
+}
+
+impl Record {
+    pub fn chain(&self) -> &str {
+        self.org_id.as_deref().unwrap_or(PLATFORM_CHAIN)
+    }
+
+    /// The hash this event must carry, given the previous one.
+    pub fn expected_hash(&self, prev: &str, seq: i64) -> String {
+        let canonical = serde_json::json!([
+            self.chain(),
+            seq,
+            self.ts,
+            self.org_id,
+            self.actor_user_id,
+            self.actor_org_id,
+            self.credential,
+            self.ip,
+            self.user_agent,
+            self.request_id,
+            self.action,
+            self.outcome,
+            self.project_id,
+            self.node_id,
+            self.version_id,
+            self.object_name,
+            self.bytes,
+            self.detail
+        ]);
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(b"\n");
+        h.update(canonical.to_string().as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    pub fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            id: r.int("id")?,
+            ts: r.int("ts")?,
+            org_id: r.opt_str("org_id")?,
+            actor_user_id: r.opt_str("actor_user_id")?,
+            actor_org_id: r.opt_str("actor_org_id")?,
+            credential: r.opt_str("credential")?,
+            ip: r.opt_str("ip")?,
+            user_agent: r.opt_str("user_agent")?,
+            request_id: r.opt_str("request_id")?,
+            action: r.str("action")?,
+            outcome: r.str("outcome")?,
+            project_id: r.opt_str("project_id")?,
+            node_id: r.opt_str("node_id")?,
+            version_id: r.opt_str("version_id")?,
+            object_name: r.opt_str("object_name")?,
+            bytes: r.opt_int("bytes")?,
+            detail: r.opt_str("detail")?,
+            chain_seq: r.opt_int("chain_seq")?,
+            chain_hash: r.opt_str("chain_hash")?,
+        })
+    }
+}
+
+/// Advance `chain`'s head inside the caller's transaction and return the new
+/// sequence number and the previous hash. The UPDATE takes the head's row
+/// lock on PostgreSQL (SQLite has one writer), so appends to one chain are
+/// serialized.
+pub async fn advance(tx: &mut Transaction<'_, Any>, chain: &str) -> Result<(i64, String)> {
+    for _ in 0..2 {
+        let row = sqlx::query(
+            "UPDATE audit_chain_heads SET seq = seq + 1 WHERE chain = $1 RETURNING seq, hash",
+        )
+        .bind(chain)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(r) = row {
+            return Ok((r.int("seq")?, r.str("hash")?));
+        }
+        sqlx::query("INSERT INTO audit_chain_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING")
+            .bind(chain)
+            .bind(GENESIS)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Err(crate::StoreError::Internal(format!(
+        "audit chain {chain}: head not found"
+    )))
+}
+
+pub async fn set_head_hash(tx: &mut Transaction<'_, Any>, chain: &str, hash: &str) -> Result<()> {
+    sqlx::query("UPDATE audit_chain_heads SET hash = $1 WHERE chain = $2")
+        .bind(hash)
+        .bind(chain)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A signed statement that `chain` had `seq` events ending in `hash` at `ts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+    pub ts: i64,
+    pub public_key: String,
+    pub signature: String,
+}
+
+impl Checkpoint {
+    pub fn message(chain: &str, seq: i64, hash: &str, ts: i64) -> Vec<u8> {
+        format!("kura-audit-checkpoint-v1\n{chain}\n{seq}\n{hash}\n{ts}").into_bytes()
+    }
+
+    pub fn signature_valid(&self, public_key: &str) -> bool {
+        kura_crypto::verify_signature(
+            public_key,
+            &Self::message(&self.chain, self.seq, &self.hash, self.ts),
+            &self.signature,
+        )
+    }
+}
+
+/// Sign the current head of every chain that moved since its last checkpoint.
+pub async fn checkpoint_all(db: &Db, signer: &kura_crypto::AuditSigner) -> Result<usize> {
+    let heads = sqlx::query("SELECT chain, seq, hash FROM audit_chain_heads")
+        .fetch_all(&db.read)
+        .await?;
+    let mut made = 0;
+    for h in &heads {
+        let (chain, seq, hash) = (h.str("chain")?, h.int("seq")?, h.str("hash")?);
+        let last = sqlx::query("SELECT MAX(seq) AS s FROM audit_checkpoints WHERE chain = $1")
+            .bind(&chain)
+            .fetch_one(&db.read)
+            .await?
+            .opt_int("s")?;
+        if last == Some(seq) || seq == 0 {
+            continue;
+        }
+        let ts = crate::time::now_micros();
+        let signature = signer.sign_hex(&Checkpoint::message(&chain, seq, &hash, ts));
+        sqlx::query("INSERT INTO audit_checkpoints (chain, seq, hash, ts, public_key, signature) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&chain)
+            .bind(seq)
+            .bind(&hash)
+            .bind(ts)
+            .bind(signer.public_key_hex())
+            .bind(signature)
+            .execute(&db.write)
+            .await?;
+        made += 1;
+    }
+    Ok(made)
+}
+
+pub async fn checkpoints(db: &Db, chain: Option<&str>) -> Result<Vec<Checkpoint>> {
+    let rows = match chain {
+        Some(c) => {
+            sqlx::query("SELECT * FROM audit_checkpoints WHERE chain = $1 ORDER BY seq")
+                .bind(c)
+                .fetch_all(&db.read)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT * FROM audit_checkpoints ORDER BY chain, seq")
+                .fetch_all(&db.read)
+                .await?
+        }
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(Checkpoint {
+                chain: r.str("chain")?,
+                seq: r.int("seq")?,
+                hash: r.str("hash")?,
+                ts: r.int("ts")?,
+                public_key: r.str("public_key")?,
+                signature: r.str("signature")?,
+            })
+        })
+        .collect()
+}
+
+/// What `verify` found wrong, pinpointed to the first broken event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    pub chain: String,
+    pub seq: Option<i64>,
+    pub event_id: Option<i64>,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub chains: usize,
+    pub events: u64,
+    pub checkpoints: usize,
+    pub unchained_history: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// Walks one chain's events in sequence order and checks every link.
+pub struct ChainVerifier {
+    chain: String,
+    prev: String,
+    next_seq: i64,
+    last_id: i64,
+    broken: bool,
+    pub hashes: std::collections::HashMap<i64, String>,
+}
+
+impl ChainVerifier {
+    pub fn new(chain: &str) -> Self {
+        Self {
+            chain: chain.to_string(),
+            prev: GENESIS.into(),
+            next_seq: 1,
+            last_id: 0,
+            broken: false,
+            hashes: Default::default(),
+        }
+    }
+
+    fn problem(
+        &mut self,
+        seq: Option<i64>,
+        id: Option<i64>,
+        kind: &'static str,
+        message: String,
+    ) -> Option<Problem> {
+        self.broken = true;
+        Some(Problem {
+            chain: self.chain.clone(),
+            seq,
+            event_id: id,
+            kind,
+            message,
+        })
+    }
+
+    /// Check the next event; returns the first problem (later ones follow from it).
+    pub fn push(&mut self, r: &Record) -> Option<Problem> {
+        if self.broken {
+            return None;
+        }
+        let Some(seq) = r.chain_seq else {
+            return self.problem(
+                None,
+                Some(r.id),
+                "inserted",
+                format!(
+                    "event id {} carries no chain position (inserted outside the chain)",
+                    r.id
+                ),
+            );
+        };
+        if seq < self.next_seq {
+            return self.problem(
+                Some(seq),
+                Some(r.id),
+                "inserted",
+                format!("event id {} repeats position {seq} (inserted)", r.id),
+            );
+        }
+        if seq > self.next_seq {
+            let what = if seq == self.next_seq + 1 {
+                format!("position {}", self.next_seq)
+            } else {
+                format!("positions {}..{}", self.next_seq, seq - 1)
+            };
+            return self.problem(
+                Some(self.next_seq),
+                None,
+                "deleted",
+                format!("{what} missing before event id {} (deleted)", r.id),
+            );
+        }
+        if r.id <= self.last_id {
+            return self.problem(Some(seq), Some(r.id), "reordered", format!("event id {} at position {seq} comes before the previous event id {} (reordered)", r.id, self.last_id));
+        }
+        let expected = r.expected_hash(&self.prev, seq);
+        if r.chain_hash.as_deref() != Some(expected.as_str()) {
+            return self.problem(
+                Some(seq),
+                Some(r.id),
+                "modified",
+                format!(
+                    "event id {} at position {seq} does not match its hash (modified)",
+                    r.id
+                ),
+            );
+        }
+        self.prev = expected;
+        self.next_seq += 1;
+        self.last_id = r.id;
+        self.hashes.insert(seq, self.prev.clone());
+        None
+    }
+
+    /// After the last event: the head and every signed checkpoint must agree.
+    pub fn finish(
+        &mut self,
+        head: Option<(i64, String)>,
+        checkpoints: &[Checkpoint],
+        public_key: Option<&str>,
+    ) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.broken {
+            return out;
+        }
+        let last = self.next_seq - 1;
+        if let Some((seq, hash)) = head {
+            if seq != last || (seq > 0 && hash != self.prev) {
+                out.extend(self.problem(Some(last + 1), None, "deleted", format!("the chain head says {seq} events but {last} remain (events after position {last} deleted)")));
+            }
+        }
+        for c in checkpoints.iter().filter(|c| c.chain == self.chain) {
+            if let Some(pk) = public_key {
+                if !c.signature_valid(pk) {
+                    out.push(Problem {
+                        chain: self.chain.clone(),
+                        seq: Some(c.seq),
+                        event_id: None,
+                        kind: "checkpoint",
+                        message: format!(
+                            "checkpoint at position {} has an invalid signature",
+                            c.seq
+                        ),
+                    });
+                    continue;
+                }
+            }
+            match self.hashes.get(&c.seq) {
+                Some(h) if *h == c.hash => {}
+                Some(_) => out.push(Problem { chain: self.chain.clone(), seq: Some(c.seq), event_id: None, kind: "modified", message: format!("the chain differs from the signed checkpoint at position {} (rewritten)", c.seq) }),
+                None => out.push(Problem { chain: self.chain.clone(), seq: Some(c.seq), event_id: None, kind: "deleted", message: format!("the signed checkpoint covers position {} but the chain ends at {last} (deleted)", c.seq) }),
+            }
+        }
+        out
+    }
+}
+
+async fn unchained_from_id(db: &Db) -> Result<i64> {
+    let r = sqlx::query("SELECT value FROM settings WHERE key = 'audit_chain_from_id'")
+        .fetch_optional(&db.read)
+        .await?;
+    Ok(match r {
+        Some(r) => r.str("value")?.parse().unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// Verify every chain in the database (or only `chain`).
+pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) -> Result<Report> {
+    use futures_util::TryStreamExt;
+    let mut report = Report::default();
+    let history_until = unchained_from_id(db).await?;
+    let mut chains: Vec<String> = sqlx::query("SELECT chain FROM audit_chain_heads")
+        .fetch_all(&db.read)
+        .await?
+        .iter()
+        .map(|r| r.str("chain"))
+        .collect::<Result<_>>()?;
+    for r in sqlx::query("SELECT DISTINCT COALESCE(org_id, 'platform') AS c FROM audit_events")
+        .fetch_all(&db.read)
+        .await?
+    {
+        let c = r.str("c")?;
+        if !chains.contains(&c) {
+            chains.push(c);
+        }
+    }
+    chains.sort();
+    if let Some(c) = only {
+        chains.retain(|x| x == c);
+    }
+    let all_checkpoints = checkpoints(db, only).await?;
+    report.checkpoints = all_checkpoints.len();
+    for chain in &chains {
+        report.chains += 1;
+        let mut v = ChainVerifier::new(chain);
+        // Rows outside any chain: history from before chaining, or inserted.
+        let mut loose = sqlx::query("SELECT * FROM audit_events WHERE COALESCE(org_id, 'platform') = $1 AND chain_seq IS NULL ORDER BY id")
+            .bind(chain)
+            .fetch(&db.read);
+        while let Some(row) = loose.try_next().await? {
+            let rec = Record::from_row(&row)?;
+            if rec.id <= history_until {
+                report.unchained_history += 1;
+            } else if let Some(p) = v.push(&rec) {
+                report.problems.push(p);
+            }
+        }
+        drop(loose);
+        let mut rows = sqlx::query("SELECT * FROM audit_events WHERE COALESCE(org_id, 'platform') = $1 AND chain_seq IS NOT NULL ORDER BY chain_seq, id")
+            .bind(chain)
+            .fetch(&db.read);
+        while let Some(row) = rows.try_next().await? {
+            report.events += 1;
+            if let Some(p) = v.push(&Record::from_row(&row)?) {
+                report.problems.push(p);
+            }
+        }
+        drop(rows);
+        let head = sqlx::query("SELECT seq, hash FROM audit_chain_heads WHERE chain = $1")
+            .bind(chain)
+            .fetch_optional(&db.read)
+            .await?;
+        let head = match head {
+            Some(h) => Some((h.int("seq")?, h.str("hash")?)),
+            None => None,
+        };
+        report
+            .problems
+            .extend(v.finish(head, &all_checkpoints, public_key));
+    }
+    Ok(report)
+}
+
+/// One line of an export file (JSON Lines).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ExportLine {
+    Header {
+        format: String,
+        chain: String,
+        public_key: Option<String>,
+        exported_at: i64,
+    },
+    Event(Box<Record>),
+    Checkpoint(Checkpoint),
+}
+
+/// Write one organization's chain and its checkpoints as JSON Lines.
+pub async fn export(
+    db: &Db,
+    chain: &str,
+    public_key: Option<String>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64> {
+    use futures_util::TryStreamExt;
+    let io = |e: std::io::Error| crate::StoreError::Internal(format!("export: {e}"));
+    let line = |l: &ExportLine| {
+        serde_json::to_string(l).map_err(|e| crate::StoreError::Internal(e.to_string()))
+    };
+    let header = ExportLine::Header {
+        format: "kura-audit-export-v1".into(),
+        chain: chain.into(),
+        public_key,
+        exported_at: crate::time::now_micros(),
+    };
+    writeln!(out, "{}", line(&header)?).map_err(io)?;
+    let mut n = 0;
+    let mut rows = sqlx::query("SELECT * FROM audit_events WHERE COALESCE(org_id, 'platform') = $1 AND chain_seq IS NOT NULL ORDER BY chain_seq, id")
+        .bind(chain)
+        .fetch(&db.read);
+    while let Some(row) = rows.try_next().await? {
+        writeln!(
+            out,
+            "{}",
+            line(&ExportLine::Event(Box::new(Record::from_row(&row)?)))?
+        )
+        .map_err(io)?;
+        n += 1;
+    }
+    drop(rows);
+    for c in checkpoints(db, Some(chain)).await? {
+        writeln!(out, "{}", line(&ExportLine::Checkpoint(c))?).map_err(io)?;
+    }
+    Ok(n)
+}
+
+/// Verify an export with nothing but the file and the platform's public key.
+pub fn verify_export(
+    input: &mut dyn std::io::BufRead,
+    public_key: &str,
+) -> std::result::Result<Report, String> {
+    let mut report = Report::default();
+    let mut verifier: Option<ChainVerifier> = None;
+    let mut cps = Vec::new();
+    let mut line = String::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        if input.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            break;
+        }
+        n += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<ExportLine>(&line).map_err(|e| format!("line {n}: {e}"))? {
+            ExportLine::Header { chain, .. } => {
+                report.chains += 1;
+                verifier = Some(ChainVerifier::new(&chain));
+            }
+            ExportLine::Event(r) => {
+                let v = verifier.as_mut().ok_or("the file has no header line")?;
+                report.events += 1;
+                if let Some(p) = v.push(&r) {
+                    report.problems.push(p);
+                }
+            }
+            ExportLine::Checkpoint(c) => cps.push(c),
+        }
+    }
+    let mut v = verifier.ok_or("the file has no header line")?;
+    report.checkpoints = cps.len();
+    if cps.is_empty() {
+        report.problems.push(Problem {
+            chain: v.chain.clone(),
+            seq: None,
+            event_id: None,
+            kind: "checkpoint",
+            message: "no signed checkpoint in the file: nothing ties it to the operator's key"
+                .into(),
+        });
+    }
+    report
+        .problems
+        .extend(v.finish(None, &cps, Some(public_key)));
+    Ok(report)
+}
