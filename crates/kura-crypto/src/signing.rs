@@ -14,6 +14,21 @@ pub struct AuditSigner {
 }
 
 impl AuditSigner {
+    /// Load an existing key; a missing key is an error (never silently a new one,
+    /// which would make every earlier checkpoint look forged).
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        if !path.exists() {
+            return Err(KeyError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no audit signing key (the first `kura serve` creates it)",
+                ),
+            });
+        }
+        Self::load_or_create(path)
+    }
+
     /// Load the key from `path`, creating it (mode 0600) when absent.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();

@@ -88,7 +88,7 @@ pub async fn run(c: Config, cmd: AuditCmd) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         return print_report(&report, *json);
     }
-    let signer = AuditSigner::load_or_create(&c.audit_key_path())?;
+    let signer = AuditSigner::load(&c.audit_key_path())?;
     if let AuditCmd::PublicKey = cmd {
         println!("{}", signer.public_key_hex());
         return Ok(ExitCode::SUCCESS);
