@@ -27,6 +27,10 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub uploads_in_flight: Gauge,
     pub audit_events: Counter,
+    forwarded: Counter,
+    forward_failures: Counter,
+    forward_lag: Gauge,
+    forward: std::sync::OnceLock<Arc<kura_store::forward::ForwardStats>>,
 }
 
 impl Metrics {
@@ -70,6 +74,24 @@ impl Metrics {
             "Audit events appended",
             audit_events.clone(),
         );
+        let forwarded = Counter::default();
+        let forward_failures = Counter::default();
+        let forward_lag = Gauge::default();
+        registry.register(
+            "audit_forwarded",
+            "Audit events forwarded to the SIEM sinks",
+            forwarded.clone(),
+        );
+        registry.register(
+            "audit_forward_failures",
+            "Failed attempts to forward audit events (retried)",
+            forward_failures.clone(),
+        );
+        registry.register(
+            "audit_forward_lag",
+            "Committed audit events not yet forwarded",
+            forward_lag.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
@@ -78,10 +100,31 @@ impl Metrics {
             bytes_out,
             uploads_in_flight,
             audit_events,
+            forwarded,
+            forward_failures,
+            forward_lag,
+            forward: std::sync::OnceLock::new(),
         })
     }
 
+    pub fn set_forward_stats(&self, stats: Arc<kura_store::forward::ForwardStats>) {
+        let _ = self.forward.set(stats);
+    }
+
     pub fn render(&self) -> String {
+        if let Some(f) = self.forward.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let (done, failed) = (f.forwarded.load(Relaxed), f.failures.load(Relaxed));
+            if done > self.forwarded.get() {
+                self.forwarded.inc_by(done - self.forwarded.get());
+            }
+            if failed > self.forward_failures.get() {
+                self.forward_failures
+                    .inc_by(failed - self.forward_failures.get());
+            }
+            self.forward_lag
+                .set(i64::try_from(f.lag.load(Relaxed)).unwrap_or(i64::MAX));
+        }
         // Bring the audit counter up to the store's own count.
         let total = kura_store::audit::appended_total();
         let seen = self.audit_events.get();

@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod chain;
 pub mod db;
 pub mod error;
+pub mod forward;
 pub mod fsck;
 pub mod keyring;
 pub mod members;

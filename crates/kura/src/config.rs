@@ -18,6 +18,9 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     pub audit_key_file: Option<PathBuf>,
     pub audit_checkpoint_minutes: u64,
+    pub audit_forward_stdout: bool,
+    pub audit_forward_file: Option<PathBuf>,
+    pub audit_syslog: Option<String>,
     pub max_upload_bytes: u64,
     pub default_quota_bytes: i64,
     pub session_idle_minutes: i64,
@@ -39,6 +42,9 @@ impl Default for Config {
             master_key_file: None,
             audit_key_file: None,
             audit_checkpoint_minutes: 10,
+            audit_forward_stdout: false,
+            audit_forward_file: None,
+            audit_syslog: None,
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             default_quota_bytes: 100 * 1024 * 1024 * 1024,
             session_idle_minutes: 30,
@@ -112,6 +118,15 @@ impl Config {
         if let Some(v) = parse_env("KURA_AUDIT_CHECKPOINT_MINUTES")? {
             c.audit_checkpoint_minutes = v;
         }
+        if let Some(v) = parse_env("KURA_AUDIT_FORWARD_STDOUT")? {
+            c.audit_forward_stdout = v;
+        }
+        if let Some(v) = env("KURA_AUDIT_FORWARD_FILE") {
+            c.audit_forward_file = Some(v.into());
+        }
+        if let Some(v) = env("KURA_AUDIT_SYSLOG") {
+            c.audit_syslog = Some(v);
+        }
         if let Some(v) = parse_env("KURA_MAX_UPLOAD_BYTES")? {
             c.max_upload_bytes = v;
         }
@@ -165,6 +180,9 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key go together");
         }
+        if let Some(s) = &self.audit_syslog {
+            kura_store::forward::Sink::syslog(s).map_err(|e| anyhow::anyhow!(e))?;
+        }
         if !["json", "text"].contains(&self.log_format.as_str()) {
             bail!("log_format must be json or text");
         }
@@ -189,6 +207,26 @@ impl Config {
         self.audit_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("audit-signing.key"))
+    }
+
+    /// Where audit events are forwarded as they are committed.
+    pub fn forward_sinks(&self) -> Vec<kura_store::forward::Sink> {
+        use kura_store::forward::Sink;
+        let mut sinks = Vec::new();
+        if self.audit_forward_stdout {
+            sinks.push(Sink::Stdout);
+        }
+        if let Some(f) = &self.audit_forward_file {
+            sinks.push(Sink::File(f.clone()));
+        }
+        if let Some(s) = self
+            .audit_syslog
+            .as_deref()
+            .and_then(|s| Sink::syslog(s).ok())
+        {
+            sinks.push(s);
+        }
+        sinks
     }
 
     pub fn tls(&self) -> bool {

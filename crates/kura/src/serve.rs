@@ -76,6 +76,11 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             default_quota_bytes: c.default_quota_bytes,
         },
     );
+    state.metrics.set_forward_stats(kura_store::forward::start(
+        state.store.db.clone(),
+        c.forward_sinks(),
+        Duration::from_millis(200),
+    ));
     let routers = kura_server::build(state, c.admin_listen.is_some());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -8,6 +8,7 @@ mod audit_chain;
 mod authz_matrix;
 mod bad_input;
 mod files;
+mod forwarding;
 mod harness;
 mod operations;
 
@@ -94,4 +95,9 @@ async fn audit_verify_pinpoints_tampering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_export_verifies_elsewhere() {
     audit_chain::export_verifies_without_the_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_forwarding_to_syslog_and_file() {
+    forwarding::syslog_tcp_udp_and_file().await;
 }
