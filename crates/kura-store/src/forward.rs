@@ -46,7 +46,11 @@ pub struct ForwardStats {
 }
 
 const CURSOR_KEY: &str = "audit_forward_cursor";
-const BATCH: i64 = 500;
+const BATCH: i64 = 2000;
+/// The cursor is stored at most this often (it costs a durable write); after a
+/// crash, events since the last stored cursor are sent again (at least once;
+/// each carries its id and chain position, so receivers can drop repeats).
+const CURSOR_EVERY: Duration = Duration::from_secs(2);
 
 pub fn json_line(r: &Record) -> String {
     let mut v = serde_json::to_value(r).unwrap_or_default();
@@ -202,9 +206,15 @@ pub fn start(db: Db, sinks: Vec<Sink>, poll: Duration) -> Arc<ForwardStats> {
             udp: None,
         };
         let mut backoff = poll;
+        let mut position: Option<i64> = None;
+        let mut saved_at = std::time::Instant::now();
+        let mut saved = 0i64;
         loop {
             let step = async {
-                let from = cursor(&db).await?;
+                let from = match position {
+                    Some(p) => p,
+                    None => cursor(&db).await?,
+                };
                 let rows =
                     sqlx::query("SELECT * FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2")
                         .bind(from)
@@ -228,8 +238,17 @@ pub fn start(db: Db, sinks: Vec<Sink>, poll: Duration) -> Arc<ForwardStats> {
                     match send(&sinks, &mut out, &batch, &host).await {
                         Ok(()) => {
                             let last = batch.last().map(|r| r.id).unwrap_or(from);
-                            if let Err(e) = save_cursor(&db, last).await {
-                                tracing::error!(error = %e, "could not store the forwarding cursor");
+                            position = Some(last);
+                            if saved_at.elapsed() >= CURSOR_EVERY {
+                                match save_cursor(&db, last).await {
+                                    Ok(()) => {
+                                        saved = last;
+                                        saved_at = std::time::Instant::now();
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "could not store the forwarding cursor")
+                                    }
+                                }
                             }
                             st.forwarded
                                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -245,9 +264,15 @@ pub fn start(db: Db, sinks: Vec<Sink>, poll: Duration) -> Arc<ForwardStats> {
                         }
                     }
                 }
-                Ok((_, max, from)) => st
-                    .lag
-                    .store(u64::try_from(max - from).unwrap_or(0), Ordering::Relaxed),
+                Ok((_, max, from)) => {
+                    st.lag
+                        .store(u64::try_from(max - from).unwrap_or(0), Ordering::Relaxed);
+                    position = Some(from);
+                    if from > saved && save_cursor(&db, from).await.is_ok() {
+                        saved = from;
+                        saved_at = std::time::Instant::now();
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "audit forwarding could not read the trail"),
             }
             tokio::time::sleep(backoff).await;
