@@ -147,7 +147,7 @@ fn rejected_reason(r: sessions::Rejected) -> &'static str {
     }
 }
 
-async fn refuse(state: &AppState, ctx: &AuditCtx, r: sessions::Rejected) -> ApiError {
+pub(crate) async fn refuse(state: &AppState, ctx: &AuditCtx, r: sessions::Rejected) -> ApiError {
     if r != sessions::Rejected::Unknown {
         audit_refusal(state, ctx, rejected_reason(r), None).await;
     }

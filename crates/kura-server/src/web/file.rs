@@ -123,6 +123,7 @@ pub async fn details(
 pub async fn preview(
     State(s): State<AppState>,
     w: Web,
+    method: axum::http::Method,
     Path((p, n)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
@@ -146,10 +147,25 @@ pub async fn preview(
         .version(v.id)
         .name(node.name.clone())
         .bytes(size);
-    s.record(&w.ctx, base.clone()).await.web(&w)?;
-    let body = decrypted_body(&s, &w.ctx, &v.blob, 0..size, base)
+    // HEAD: headers only, recorded as such, nothing decrypted.
+    let body = if method == axum::http::Method::HEAD {
+        s.record(
+            &w.ctx,
+            AuditEvent {
+                action: "file.head",
+                ..base
+            }
+            .bytes(0),
+        )
         .await
         .web(&w)?;
+        axum::body::Body::empty()
+    } else {
+        s.record(&w.ctx, base.clone()).await.web(&w)?;
+        decrypted_body(&s, &w.ctx, &v.blob, 0..size, base)
+            .await
+            .web(&w)?
+    };
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));

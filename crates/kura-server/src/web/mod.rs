@@ -144,6 +144,15 @@ impl FromRequestParts<AppState> for Web {
             kura_store::sessions::resolve_session(&state.store.db, token, state.config.session)
                 .await
                 .map_err(|e| web.error(e.into()))?;
+        // A refused cookie (revoked, expired, disabled, suspended) is audited as
+        // in the API, then the page is served as signed out.
+        let resolved = match resolved {
+            Ok(r) => Ok(r),
+            Err(rej) => {
+                let _ = crate::auth::refuse(state, &web.ctx, rej).await;
+                Err(rej)
+            }
+        };
         if let Ok(r) = resolved {
             let user = kura_store::users::get_any(&state.store.db, r.actor.user_id)
                 .await

@@ -128,6 +128,28 @@ pub async fn sessions_tokens_csrf_and_revocation() {
     let (st, _) = u.delete(&format!("/api/me/sessions/{sid2}")).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(u2.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
+    // The web pages treat the revoked cookie as signed out, and the refusal is audited.
+    let before = root
+        .get("/api/admin/audit?action=auth.reject&limit=1000")
+        .await
+        .1["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    let page = u2.request(Method::GET, "/").send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert!(page.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/login"));
+    let after = root
+        .get("/api/admin/audit?action=auth.reject&limit=1000")
+        .await
+        .1["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(after > before, "web refusal audited");
     assert_eq!(u.get("/api/me").await.0, StatusCode::OK);
     // Another user's session id is not found.
     let (_, rs) = root.get("/api/me/sessions").await;
