@@ -8,7 +8,7 @@
 //! both. The table carries `chain_seq`/`chain_hash` for the per-organization
 //! hash chain.
 
-use crate::db::{Db, RowExt};
+use crate::db::Db;
 use crate::error::{Result, StoreError};
 use crate::time::now_micros;
 use kura_core::{Credential, NodeId, OrgId, ProjectId, UserId, VersionId};
@@ -338,29 +338,30 @@ pub async fn query(db: &Db, scope: AuditScope<'_>, mut q: AuditQuery) -> Result<
 }
 
 fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEvent> {
-    {
-        {
-            Ok(StoredEvent {
-                id: r.int("id")?,
-                ts_micros: r.int("ts")?,
-                org_id: r.opt_str("org_id")?,
-                actor_user_id: r.opt_str("actor_user_id")?,
-                actor_org_id: r.opt_str("actor_org_id")?,
-                credential: r.opt_str("credential")?,
-                ip: r.opt_str("ip")?,
-                user_agent: r.opt_str("user_agent")?,
-                request_id: r.opt_str("request_id")?,
-                action: r.str("action")?,
-                outcome: r.str("outcome")?,
-                project_id: r.opt_str("project_id")?,
-                node_id: r.opt_str("node_id")?,
-                version_id: r.opt_str("version_id")?,
-                object_name: r.opt_str("object_name")?,
-                bytes: r.opt_int("bytes")?,
-                detail: r
-                    .opt_str("detail")?
-                    .and_then(|d| serde_json::from_str(&d).ok()),
-            })
+    Ok(StoredEvent::from(crate::chain::Record::from_row(r)?))
+}
+
+impl From<crate::chain::Record> for StoredEvent {
+    /// The API's view of a stored event: `detail` parsed, chain fields left out.
+    fn from(r: crate::chain::Record) -> Self {
+        Self {
+            id: r.id,
+            ts_micros: r.ts,
+            org_id: r.org_id,
+            actor_user_id: r.actor_user_id,
+            actor_org_id: r.actor_org_id,
+            credential: r.credential,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            request_id: r.request_id,
+            action: r.action,
+            outcome: r.outcome,
+            project_id: r.project_id,
+            node_id: r.node_id,
+            version_id: r.version_id,
+            object_name: r.object_name,
+            bytes: r.bytes,
+            detail: r.detail.and_then(|d| serde_json::from_str(&d).ok()),
         }
     }
 }

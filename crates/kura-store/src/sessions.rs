@@ -87,6 +87,24 @@ pub enum Rejected {
     OrgSuspended,
 }
 
+/// What sessions and tokens both re-check on every request: the account
+/// is enabled and its organization not suspended. Returns the actor.
+fn active_actor(r: &sqlx::any::AnyRow, credential: Credential) -> Result<Result<Actor, Rejected>> {
+    if r.flag("disabled")? {
+        return Ok(Err(Rejected::AccountDisabled));
+    }
+    if r.flag("suspended")? {
+        return Ok(Err(Rejected::OrgSuspended));
+    }
+    Ok(Ok(Actor {
+        user_id: r.id("user_id")?,
+        org_id: r.id("org_id")?,
+        org_admin: r.flag("org_admin")?,
+        platform_admin: r.flag("platform_admin")?,
+        credential,
+    }))
+}
+
 pub async fn resolve_session(
     db: &Db,
     token: &str,
@@ -113,13 +131,11 @@ pub async fn resolve_session(
     {
         return Ok(Err(Rejected::Expired));
     }
-    if r.flag("disabled")? {
-        return Ok(Err(Rejected::AccountDisabled));
-    }
-    if r.flag("suspended")? {
-        return Ok(Err(Rejected::OrgSuspended));
-    }
     let id: SessionId = r.id("id")?;
+    let actor = match active_actor(&r, Credential::Session(id))? {
+        Ok(a) => a,
+        Err(rej) => return Ok(Err(rej)),
+    };
     // Sliding idle window; written at most once a minute to spare the writer.
     if now - last_seen > 60 * MICROS_PER_SEC {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
@@ -129,13 +145,7 @@ pub async fn resolve_session(
             .await?;
     }
     Ok(Ok(Resolved {
-        actor: Actor {
-            user_id: r.id("user_id")?,
-            org_id: r.id("org_id")?,
-            org_admin: r.flag("org_admin")?,
-            platform_admin: r.flag("platform_admin")?,
-            credential: Credential::Session(id),
-        },
+        actor,
         csrf_digest: Some(r.str("csrf_digest")?),
     }))
 }
@@ -346,13 +356,17 @@ pub async fn resolve_token(db: &Db, secret: &str) -> Result<Result<Resolved, Rej
     if now >= r.int("expires_at")? {
         return Ok(Err(Rejected::Expired));
     }
-    if r.flag("disabled")? {
-        return Ok(Err(Rejected::AccountDisabled));
-    }
-    if r.flag("suspended")? {
-        return Ok(Err(Rejected::OrgSuspended));
-    }
     let id: TokenId = r.id("id")?;
+    let actor = match active_actor(
+        &r,
+        Credential::Token {
+            id,
+            read_only: r.flag("read_only")?,
+        },
+    )? {
+        Ok(a) => a,
+        Err(rej) => return Ok(Err(rej)),
+    };
     if r.opt_int("last_used_at")?
         .is_none_or(|t| now - t > 60 * MICROS_PER_SEC)
     {
@@ -363,16 +377,7 @@ pub async fn resolve_token(db: &Db, secret: &str) -> Result<Result<Resolved, Rej
             .await?;
     }
     Ok(Ok(Resolved {
-        actor: Actor {
-            user_id: r.id("user_id")?,
-            org_id: r.id("org_id")?,
-            org_admin: r.flag("org_admin")?,
-            platform_admin: r.flag("platform_admin")?,
-            credential: Credential::Token {
-                id,
-                read_only: r.flag("read_only")?,
-            },
-        },
+        actor,
         csrf_digest: None,
     }))
 }
