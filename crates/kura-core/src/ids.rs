@@ -76,6 +76,10 @@ typed_id!(
     TokenId
 );
 typed_id!(
+    /// A second authentication factor (TOTP app, passkey or security key).
+    FactorId
+);
+typed_id!(
     /// An encrypted object in the blob store. Random, never derived from user input.
     BlobId
 );

@@ -13,8 +13,8 @@ pub mod role;
 pub use ids::*;
 pub use name::{FileName, NameError};
 pub use policy::{
-    authorize_org, authorize_platform, authorize_project, cli_platform_grant, Actor, Credential,
-    Denied, OrgAction, OrgGrant, PlatformGrant, ProjectAction, ProjectFacts, ProjectGrant,
-    ProjectPermission,
+    authorize_org, authorize_platform, authorize_project, cli_org_grant, cli_platform_grant, Actor,
+    Credential, Denied, OrgAction, OrgGrant, PlatformGrant, ProjectAction, ProjectFacts,
+    ProjectGrant, ProjectPermission,
 };
 pub use role::ProjectRole;

@@ -35,6 +35,12 @@ pub struct Actor {
     pub org_admin: bool,
     pub platform_admin: bool,
     pub credential: Credential,
+    /// The credential was obtained with a second factor (or, for an API
+    /// token, created by a session that had one).
+    pub mfa: bool,
+    /// A second factor was presented within the organization's step-up
+    /// window; sensitive actions demand it.
+    pub stepped_up: bool,
 }
 
 impl Actor {
@@ -55,6 +61,9 @@ pub enum Denied {
     NotFound,
     #[error("forbidden")]
     Forbidden,
+    /// Allowed, but only with a fresh second factor (step-up authentication).
+    #[error("step-up authentication required")]
+    StepUpRequired,
 }
 
 /// What the policy needs to know about a project and the actor's relation to it.
@@ -103,6 +112,12 @@ impl ProjectAction {
             Self::Purge | Self::ManageMembers => ProjectRole::Manager,
             Self::Administer => ProjectRole::Owner,
         }
+    }
+
+    /// Changing who may see a project, or the project itself, needs a
+    /// fresh second factor.
+    fn needs_step_up(&self) -> bool {
+        matches!(self, Self::ManageMembers | Self::Administer)
     }
 
     fn mutates(&self) -> bool {
@@ -184,6 +199,9 @@ pub fn authorize_project<P: ProjectPermission>(
     }
     let by_role = facts.member_role.is_some_and(|r| r >= action.min_role());
     let by_org_admin = org_admin_here && action.org_admin_may();
+    if (by_role || by_org_admin) && action.needs_step_up() && !actor.stepped_up {
+        return Err(Denied::StepUpRequired);
+    }
     if by_role || by_org_admin {
         Ok(ProjectGrant {
             project_id: facts.project_id,
@@ -256,6 +274,10 @@ pub fn authorize_org(actor: &Actor, org_id: OrgId, action: OrgAction) -> Result<
             (own && actor.org_admin) || actor.platform_admin
         }
     };
+    let admin_action = matches!(action, OrgAction::ManageUsers | OrgAction::ReadAudit);
+    if allowed && admin_action && !actor.stepped_up {
+        return Err(Denied::StepUpRequired);
+    }
     if allowed {
         Ok(OrgGrant { org_id, action })
     } else {
@@ -279,6 +301,9 @@ pub fn authorize_platform(actor: &Actor) -> Result<PlatformGrant, Denied> {
     if actor.read_only() {
         return Err(Denied::Forbidden);
     }
+    if !actor.stepped_up {
+        return Err(Denied::StepUpRequired);
+    }
     Ok(PlatformGrant { _private: () })
 }
 
@@ -286,6 +311,14 @@ pub fn authorize_platform(actor: &Actor) -> Result<PlatformGrant, Denied> {
 /// someone who can already read the data folder and the master key.
 pub fn cli_platform_grant() -> PlatformGrant {
     PlatformGrant { _private: () }
+}
+
+/// The local operator CLI administers an organization's accounts.
+pub fn cli_org_grant(org_id: OrgId) -> OrgGrant {
+    OrgGrant {
+        org_id,
+        action: OrgAction::ManageUsers,
+    }
 }
 
 #[cfg(test)]
@@ -299,7 +332,39 @@ mod tests {
             org_admin,
             platform_admin,
             credential: Credential::Session(SessionId::new()),
+            mfa: true,
+            stepped_up: true,
         }
+    }
+
+    #[test]
+    fn sensitive_actions_need_a_fresh_factor() {
+        let org = OrgId::new();
+        let mut a = actor(org, true, true);
+        a.stepped_up = false;
+        let facts = ProjectFacts {
+            project_id: ProjectId::new(),
+            org_id: org,
+            member_role: Some(ProjectRole::Owner),
+        };
+        assert!(authorize_project::<Read>(&a, &facts).is_ok());
+        assert_eq!(
+            authorize_project::<ManageMembers>(&a, &facts).err(),
+            Some(Denied::StepUpRequired)
+        );
+        assert_eq!(
+            authorize_org(&a, org, OrgAction::ManageUsers).err(),
+            Some(Denied::StepUpRequired)
+        );
+        assert!(authorize_org(&a, org, OrgAction::View).is_ok());
+        assert_eq!(authorize_platform(&a).err(), Some(Denied::StepUpRequired));
+        // Without the right, the answer stays what it was: no hint that a factor would help.
+        let mut b = actor(org, true, false);
+        b.stepped_up = false;
+        assert_eq!(
+            authorize_org(&b, OrgId::new(), OrgAction::ManageUsers).err(),
+            Some(Denied::NotFound)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - password hashing with Argon2id and random secret tokens ([`secrets`]).
 
 pub mod keys;
+pub mod passwords;
 pub mod secrets;
 pub mod signing;
 pub mod stream;

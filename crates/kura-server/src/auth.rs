@@ -22,7 +22,7 @@ pub struct RequestId(pub String);
 /// Request context for auditing, available to every handler.
 pub struct Ctx(pub AuditCtx);
 
-fn client_ip(parts: &Parts, state: &AppState) -> String {
+pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> String {
     // Only the proxy in front of us is trusted, and it appends the address it
     // saw as the last entry; earlier entries are whatever the client sent.
     if state.config.trust_forwarded_for {
@@ -75,6 +75,16 @@ pub struct Authed {
 }
 
 impl Authed {
+    /// Sensitive actions of the user's own account (new API tokens, removing
+    /// a factor, new recovery codes) need a fresh second factor.
+    pub fn require_step_up(&self) -> Result<(), ApiError> {
+        if self.actor.stepped_up {
+            Ok(())
+        } else {
+            Err(ApiError::step_up_required())
+        }
+    }
+
     /// Account changes are refused to read-only API tokens.
     pub fn require_writable(&self) -> Result<(), ApiError> {
         match self.actor.credential {
@@ -96,6 +106,18 @@ pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// A cookie's value from raw headers (handlers that take a HeaderMap).
+pub fn cookie_from_headers(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -143,13 +165,22 @@ fn rejected_reason(r: sessions::Rejected) -> &'static str {
         sessions::Rejected::Expired => "expired",
         sessions::Rejected::Revoked => "revoked",
         sessions::Rejected::AccountDisabled => "account_disabled",
+        sessions::Rejected::AccountLocked => "account_locked",
         sessions::Rejected::OrgSuspended => "org_suspended",
+        sessions::Rejected::NetworkNotAllowed => "network_not_allowed",
     }
 }
 
 pub(crate) async fn refuse(state: &AppState, ctx: &AuditCtx, r: sessions::Rejected) -> ApiError {
     if r != sessions::Rejected::Unknown {
         audit_refusal(state, ctx, rejected_reason(r), None).await;
+    }
+    if r == sessions::Rejected::NetworkNotAllowed {
+        return ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "network-not-allowed",
+            "your organization does not allow access from this network",
+        );
     }
     ApiError::unauthenticated()
 }
@@ -162,7 +193,8 @@ impl FromRequestParts<AppState> for Authed {
             if token.len() > 200 {
                 return Err(ApiError::unauthenticated());
             }
-            match sessions::resolve_token(&state.store.db, token).await? {
+            let ip = ctx.ip.clone().unwrap_or_default();
+            match sessions::resolve_token(&state.store.db, token, &ip).await? {
                 Ok(r) => r,
                 Err(rej) => return Err(refuse(state, &ctx, rej).await),
             }
@@ -170,12 +202,14 @@ impl FromRequestParts<AppState> for Authed {
             if token.len() > 200 {
                 return Err(ApiError::unauthenticated());
             }
-            let r = match sessions::resolve_session(&state.store.db, token, state.config.session)
-                .await?
-            {
-                Ok(r) => r,
-                Err(rej) => return Err(refuse(state, &ctx, rej).await),
-            };
+            let ip = ctx.ip.clone().unwrap_or_default();
+            let r =
+                match sessions::resolve_session(&state.store.db, token, state.config.session, &ip)
+                    .await?
+                {
+                    Ok(r) => r,
+                    Err(rej) => return Err(refuse(state, &ctx, rej).await),
+                };
             if !is_safe(&parts.method) {
                 let sent = parts
                     .headers

@@ -13,6 +13,11 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// RFC 9457 extension members a client acts on (a sign-in challenge,
+    /// the accepted second factors).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds for a Retry-After header (429 and throttled sign-ins).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -23,6 +28,8 @@ struct Problem<'a> {
     status: u16,
     detail: &'a str,
     code: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -31,7 +38,23 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            extra: None,
+            retry_after: None,
         }
+    }
+    /// Add an extension member to the problem document.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value);
+        self
+    }
+    pub fn step_up_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "step-up-required",
+            "this action needs a fresh second factor: confirm it at /api/auth/step-up and retry",
+        )
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid-request", detail)
@@ -75,12 +98,17 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: &self.detail,
             code: self.code,
+            extra: self.extra.as_ref(),
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -96,6 +124,7 @@ impl From<Denied> for ApiError {
         match d {
             Denied::NotFound => Self::not_found(),
             Denied::Forbidden => Self::forbidden(),
+            Denied::StepUpRequired => Self::step_up_required(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub uploads_in_flight: Gauge,
     pub audit_events: Counter,
+    /// Requests refused by the per-address rate limits.
+    pub rate_limited: Counter,
     forwarded: Counter,
     forward_failures: Counter,
     forward_lag: Gauge,
@@ -74,6 +76,12 @@ impl Metrics {
             "Audit events appended",
             audit_events.clone(),
         );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by the per-address sign-in and anonymous rate limits",
+            rate_limited.clone(),
+        );
         let forwarded = Counter::default();
         let forward_failures = Counter::default();
         let forward_lag = Gauge::default();
@@ -100,6 +108,7 @@ impl Metrics {
             bytes_out,
             uploads_in_flight,
             audit_events,
+            rate_limited,
             forwarded,
             forward_failures,
             forward_lag,

@@ -15,6 +15,40 @@ pub fn wrap(r: Router, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, around))
 }
 
+/// Sign-in steps, and every request that carries no credential, are
+/// limited per client address; an exhausted bucket answers 429.
+fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<Response> {
+    use axum::response::IntoResponse;
+    let path = parts.uri.path();
+    let signin = parts.method == axum::http::Method::POST
+        && (path == "/api/auth/login"
+            || path.starts_with("/api/auth/mfa")
+            || path.starts_with("/api/auth/enrol")
+            || path == "/api/bootstrap"
+            || path == "/login"
+            || path.starts_with("/login/"));
+    let credentialed = parts.headers.contains_key(header::AUTHORIZATION)
+        || crate::auth::cookie_value(parts, crate::auth::SESSION_COOKIE).is_some();
+    let ops = matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/assets/");
+    let limiter = if signin {
+        &state.signin_limiter
+    } else if !credentialed && !ops {
+        &state.anonymous_limiter
+    } else {
+        return None;
+    };
+    let ip: std::net::IpAddr = crate::auth::client_ip(parts, state).parse().ok()?;
+    let wait = limiter.check(ip).err()?;
+    state.metrics.rate_limited.inc();
+    let mut e = crate::error::ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        format!("too many requests from your address: try again in {wait} seconds"),
+    );
+    e.retry_after = Some(wait);
+    Some(e.into_response())
+}
+
 async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -23,7 +57,13 @@ async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> 
     let path = req.uri().path().to_string();
     // Every log line written while handling the request carries its id.
     let span = tracing::info_span!("request", request_id = %id);
-    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+    let (parts, body) = req.into_parts();
+    let limited = rate_limited(&state, &parts);
+    let req = Request::from_parts(parts, body);
+    let mut resp = match limited {
+        Some(r) => r,
+        None => tracing::Instrument::instrument(next.run(req), span).await,
+    };
     let h = resp.headers_mut();
     h.insert(
         "x-request-id",

@@ -3,6 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
+use crate::ratelimit::{DownloadWindow, RateLimiter};
 use kura_core::{
     authorize_org, authorize_platform, authorize_project, Actor, Denied, OrgAction, OrgGrant,
     OrgId, PlatformGrant, ProjectGrant, ProjectId, ProjectPermission,
@@ -25,6 +26,12 @@ pub struct ServerConfig {
     /// listener; false when a separate admin listener is configured.
     pub platform_on_public: bool,
     pub default_quota_bytes: i64,
+    /// The address users reach Kura at; its host is the WebAuthn relying party.
+    pub public_url: String,
+    /// Sign-in attempts (password and second-factor steps) per client address per minute.
+    pub signin_rate_per_minute: u32,
+    /// Other requests without a credential, per client address per minute.
+    pub anonymous_rate_per_minute: u32,
 }
 
 #[derive(Clone)]
@@ -37,17 +44,38 @@ pub struct AppState {
     /// Verified when an account does not exist, so unknown accounts and
     /// wrong passwords cost the same time.
     pub dummy_hash: Arc<String>,
+    /// None when the public URL has no host name (WebAuthn needs one).
+    pub passkeys: Option<Arc<crate::passkeys::Passkeys>>,
+    pub signin_limiter: Arc<RateLimiter>,
+    pub anonymous_limiter: Arc<RateLimiter>,
+    pub downloads: Arc<DownloadWindow>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let dummy = kura_crypto::hash_password("kura-dummy-password").unwrap_or_default();
+        let passkeys = match crate::passkeys::Passkeys::new(&config.public_url) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                tracing::warn!(error = %e, "passkeys (WebAuthn) are unavailable");
+                None
+            }
+        };
+        // Half the cores hash passwords at most, so a flood of sign-ins
+        // leaves the other half to everyone else.
+        let hashers = std::thread::available_parallelism()
+            .map(|n| (n.get() / 2).max(1))
+            .unwrap_or(1);
         Self {
+            signin_limiter: Arc::new(RateLimiter::per_minute(config.signin_rate_per_minute)),
+            anonymous_limiter: Arc::new(RateLimiter::per_minute(config.anonymous_rate_per_minute)),
+            downloads: Arc::new(DownloadWindow::default()),
             store,
             config: Arc::new(config),
             metrics: Metrics::new(),
-            hash_pool: Arc::new(Semaphore::new(2)),
+            hash_pool: Arc::new(Semaphore::new(hashers)),
             dummy_hash: Arc::new(dummy),
+            passkeys,
         }
     }
 
@@ -72,13 +100,34 @@ impl AppState {
             Some(f) => authorize_project::<P>(actor, &f).map_err(|d| (d, Some(f.org_id))),
             None => Err((Denied::NotFound, None)),
         };
+        let decision = match decision {
+            Ok(g) if g.org_id() != actor.org_id => {
+                // A member from another organization also obeys the owning
+                // organization's policy: the stricter of the two applies.
+                let owner = kura_store::org_policy::get(&self.store.db, g.org_id()).await?;
+                let ip = ctx.ip.as_deref().unwrap_or("");
+                if !owner.allows_ip(ip) || (owner.requires_mfa() && !actor.mfa) {
+                    let ev = AuditEvent::new("authz.deny", Outcome::Denied)
+                        .project(g.org_id(), project)
+                        .detail(serde_json::json!({"project_id": project, "action": P::ACTION.as_str(), "reason": "owner organization policy", "network_allowed": owner.allows_ip(ip), "mfa": actor.mfa}));
+                    self.audit_denial(ctx, ev).await?;
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "org-policy",
+                        "the organization that owns this project requires a second factor or a network you are not using",
+                    ));
+                }
+                Ok(g)
+            }
+            other => other,
+        };
         match decision {
             Ok(g) => Ok(g),
             Err((d, org)) => {
                 let mut ev = AuditEvent::new("authz.deny", Outcome::Denied)
                     .detail(serde_json::json!({"project_id": project, "action": P::ACTION.as_str(), "reason": d.to_string()}));
                 // Only record the project's organization if the actor may know it exists.
-                if let (Some(o), Denied::Forbidden) = (org, d) {
+                if let (Some(o), Denied::Forbidden | Denied::StepUpRequired) = (org, d) {
                     ev = ev.project(o, project);
                 } else {
                     ev.org_id = Some(actor.org_id);
@@ -124,6 +173,51 @@ impl AppState {
                 Err(d.into())
             }
         }
+    }
+
+    /// Bulk-download guard: more files or bytes within the step-up window
+    /// than the policies of the user's and the project's organizations
+    /// allow (the stricter applies) needs a fresh second factor. Sessions
+    /// that stepped up, and API tokens (created under one), pass.
+    pub async fn admit_download(
+        &self,
+        actor: &Actor,
+        ctx: &AuditCtx,
+        owner_org: OrgId,
+        bytes: u64,
+        new_file: bool,
+    ) -> ApiResult<()> {
+        let db = &self.store.db;
+        let home = kura_store::org_policy::get(db, actor.org_id).await?;
+        let (files, max_bytes, minutes) = if owner_org == actor.org_id {
+            (
+                home.bulk_download_files,
+                home.bulk_download_bytes,
+                home.step_up_minutes,
+            )
+        } else {
+            let owner = kura_store::org_policy::get(db, owner_org).await?;
+            (
+                home.bulk_download_files.min(owner.bulk_download_files),
+                home.bulk_download_bytes.min(owner.bulk_download_bytes),
+                home.step_up_minutes.max(owner.step_up_minutes),
+            )
+        };
+        // A continued range read of one file counts its bytes, not a new file.
+        let files = if new_file { files } else { u32::MAX };
+        let window = std::time::Duration::from_secs(u64::from(minutes) * 60);
+        if self
+            .downloads
+            .admit(actor.user_id, bytes, files, max_bytes, window)
+            || actor.stepped_up
+        {
+            return Ok(());
+        }
+        let ev = AuditEvent::new("download.step_up_required", Outcome::Denied)
+            .org(actor.org_id)
+            .detail(serde_json::json!({"files_limit": files, "bytes_limit": max_bytes, "window_minutes": minutes}));
+        self.audit_denial(ctx, ev).await?;
+        Err(ApiError::step_up_required())
     }
 
     /// Record a read (list, view, download) and wait until it is durable.

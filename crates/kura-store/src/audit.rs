@@ -134,6 +134,14 @@ pub fn appended_total() -> u64 {
     APPENDED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Append one event in its own transaction (a refusal that changes nothing else).
+pub async fn record_now(db: &crate::Db, ctx: &AuditCtx, ev: &AuditEvent) -> Result<()> {
+    let mut tx = db.write.begin().await?;
+    append(&mut tx, ctx, ev).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn append(tx: &mut Transaction<'_, Any>, ctx: &AuditCtx, ev: &AuditEvent) -> Result<()> {
     APPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut rec = crate::chain::Record {

@@ -49,6 +49,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_audit_chain.sql"),
         postgres: include_str!("../migrations/postgres/0003_audit_chain.sql"),
     },
+    Migration {
+        version: 4,
+        name: "zero_trust",
+        sqlite: include_str!("../migrations/sqlite/0004_zero_trust.sql"),
+        postgres: include_str!("../migrations/postgres/0004_zero_trust.sql"),
+    },
 ];
 
 impl Db {

@@ -7,6 +7,7 @@
 use crate::audit::{self, AuditCtx, AuditEvent, Outcome};
 use crate::db::{Db, RowExt};
 use crate::error::{Result, StoreError};
+use crate::org_policy::OrgPolicy;
 use crate::time::{now_micros, MICROS_PER_SEC};
 use kura_core::{Actor, Credential, OrgId, SessionId, TokenId, UserId};
 use kura_crypto::{random_token, token_digest};
@@ -26,13 +27,48 @@ pub struct NewSession {
     pub absolute_expires_at: i64,
 }
 
-/// Create a session for `user` (the caller verified the password).
+/// How the user proved who they are, as an OpenID Connect `amr` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amr {
+    /// Password only (an organization that does not require MFA, and a user without factors).
+    Password,
+    /// Password and a TOTP code.
+    PasswordOtp,
+    /// Password and a WebAuthn passkey or security key.
+    PasswordHwk,
+    /// Password and a one-time recovery code.
+    PasswordRecovery,
+    /// Single sign-on where the identity provider asserted MFA.
+    FederatedMfa,
+    /// Single sign-on without an MFA assertion.
+    Federated,
+}
+
+impl Amr {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "pwd",
+            Self::PasswordOtp => "pwd otp",
+            Self::PasswordHwk => "pwd hwk",
+            Self::PasswordRecovery => "pwd rec",
+            Self::FederatedMfa => "fed mfa",
+            Self::Federated => "fed",
+        }
+    }
+    pub fn is_mfa(self) -> bool {
+        !matches!(self, Self::Password | Self::Federated)
+    }
+}
+
+/// Create a session for `user` (the caller verified every factor). The
+/// caller revokes any session the client presented before (no fixation).
 pub async fn create(
     db: &Db,
     ctx: &AuditCtx,
     user: UserId,
     org: OrgId,
     policy: SessionPolicy,
+    amr: Amr,
 ) -> Result<NewSession> {
     let id = SessionId::new();
     let token = random_token("kses");
@@ -40,7 +76,7 @@ pub async fn create(
     let now = now_micros();
     let abs = now + policy.absolute_secs * MICROS_PER_SEC;
     let mut tx = db.write.begin().await?;
-    sqlx::query("INSERT INTO sessions (id, token_digest, csrf_digest, user_id, org_id, created_at, last_seen_at, absolute_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)")
+    sqlx::query("INSERT INTO sessions (id, token_digest, csrf_digest, user_id, org_id, created_at, last_seen_at, absolute_expires_at, ip, user_agent, mfa_at, amr) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11)")
         .bind(id.to_string())
         .bind(token_digest(&token))
         .bind(token_digest(&csrf))
@@ -50,6 +86,8 @@ pub async fn create(
         .bind(abs)
         .bind(ctx.ip.clone().unwrap_or_default())
         .bind(ctx.user_agent.clone().unwrap_or_default().chars().take(512).collect::<String>())
+        .bind(amr.is_mfa().then_some(now))
+        .bind(amr.as_str())
         .execute(&mut *tx)
         .await?;
     let mut ctx = ctx.clone();
@@ -57,7 +95,9 @@ pub async fn create(
     audit::append(
         &mut tx,
         &ctx,
-        &AuditEvent::new("auth.login", Outcome::Success).org(org),
+        &AuditEvent::new("auth.login", Outcome::Success)
+            .org(org)
+            .detail(serde_json::json!({"amr": amr.as_str()})),
     )
     .await?;
     tx.commit().await?;
@@ -84,17 +124,40 @@ pub enum Rejected {
     Expired,
     Revoked,
     AccountDisabled,
+    AccountLocked,
     OrgSuspended,
+    /// The client's address is outside the organization's allowed networks.
+    NetworkNotAllowed,
 }
 
-/// What sessions and tokens both re-check on every request: the account
-/// is enabled and its organization not suspended. Returns the actor.
-fn active_actor(r: &sqlx::any::AnyRow, credential: Credential) -> Result<Result<Actor, Rejected>> {
+/// The columns every credential check reads about the account, its
+/// organization and the organization's policy.
+const ACCOUNT_COLS: &str =
+    "u.org_id, u.disabled, u.locked_at, u.org_admin, u.platform_admin, o.suspended, p.policy";
+const ACCOUNT_JOIN: &str = "JOIN users u ON u.id = c.user_id JOIN orgs o ON o.id = u.org_id LEFT JOIN org_policies p ON p.org_id = u.org_id";
+
+/// What sessions and tokens both re-check on every request: the account is
+/// enabled and unlocked, its organization not suspended, and the client's
+/// address inside the organization's allowed networks.
+fn active_actor(
+    r: &sqlx::any::AnyRow,
+    credential: Credential,
+    policy: &OrgPolicy,
+    ip: &str,
+    mfa: bool,
+    stepped_up: bool,
+) -> Result<Result<Actor, Rejected>> {
     if r.flag("disabled")? {
         return Ok(Err(Rejected::AccountDisabled));
     }
+    if r.opt_int("locked_at")?.is_some() {
+        return Ok(Err(Rejected::AccountLocked));
+    }
     if r.flag("suspended")? {
         return Ok(Err(Rejected::OrgSuspended));
+    }
+    if !policy.allows_ip(ip) {
+        return Ok(Err(Rejected::NetworkNotAllowed));
     }
     Ok(Ok(Actor {
         user_id: r.id("user_id")?,
@@ -102,20 +165,35 @@ fn active_actor(r: &sqlx::any::AnyRow, credential: Credential) -> Result<Result<
         org_admin: r.flag("org_admin")?,
         platform_admin: r.flag("platform_admin")?,
         credential,
+        mfa,
+        stepped_up,
     }))
+}
+
+impl SessionPolicy {
+    /// The platform's timeouts, shortened by the organization's own.
+    pub fn for_org(self, p: &OrgPolicy) -> Self {
+        Self {
+            idle_secs: p
+                .session_idle_minutes
+                .map_or(self.idle_secs, |m| self.idle_secs.min(i64::from(m) * 60)),
+            absolute_secs: p.session_absolute_hours.map_or(self.absolute_secs, |h| {
+                self.absolute_secs.min(i64::from(h) * 3600)
+            }),
+        }
+    }
 }
 
 pub async fn resolve_session(
     db: &Db,
     token: &str,
     policy: SessionPolicy,
+    ip: &str,
 ) -> Result<Result<Resolved, Rejected>> {
-    let row = sqlx::query(
-        "SELECT s.id, s.user_id, s.csrf_digest, s.last_seen_at, s.absolute_expires_at, s.revoked_at, \
-         u.org_id, u.disabled, u.org_admin, u.platform_admin, o.suspended \
-         FROM sessions s JOIN users u ON u.id = s.user_id JOIN orgs o ON o.id = u.org_id \
-         WHERE s.token_digest = $1",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT c.id, c.user_id, c.csrf_digest, c.created_at, c.last_seen_at, c.absolute_expires_at, c.revoked_at, c.mfa_at, \
+         {ACCOUNT_COLS} FROM sessions c {ACCOUNT_JOIN} WHERE c.token_digest = $1"
+    ))
     .bind(token_digest(token))
     .fetch_optional(&db.read)
     .await?;
@@ -126,13 +204,27 @@ pub async fn resolve_session(
     if r.opt_int("revoked_at")?.is_some() {
         return Ok(Err(Rejected::Revoked));
     }
+    let org_policy = OrgPolicy::from_stored(r.opt_str("policy")?.as_deref());
+    let policy = policy.for_org(&org_policy);
     let last_seen = r.int("last_seen_at")?;
-    if now >= r.int("absolute_expires_at")? || now - last_seen >= policy.idle_secs * MICROS_PER_SEC
+    if now >= r.int("absolute_expires_at")?
+        || now >= r.int("created_at")? + policy.absolute_secs * MICROS_PER_SEC
+        || now - last_seen >= policy.idle_secs * MICROS_PER_SEC
     {
         return Ok(Err(Rejected::Expired));
     }
     let id: SessionId = r.id("id")?;
-    let actor = match active_actor(&r, Credential::Session(id))? {
+    let mfa_at = r.opt_int("mfa_at")?;
+    let fresh = mfa_at
+        .is_some_and(|t| now - t < i64::from(org_policy.step_up_minutes) * 60 * MICROS_PER_SEC);
+    let actor = match active_actor(
+        &r,
+        Credential::Session(id),
+        &org_policy,
+        ip,
+        mfa_at.is_some(),
+        fresh,
+    )? {
         Ok(a) => a,
         Err(rej) => return Ok(Err(rej)),
     };
@@ -178,6 +270,125 @@ pub async fn revoke(
     Ok(())
 }
 
+/// Step-up: a fresh second factor renews the session's secret (the old
+/// cookie stops working) and marks the factor time.
+pub async fn rotate_after_step_up(
+    db: &Db,
+    ctx: &AuditCtx,
+    user: UserId,
+    org: OrgId,
+    id: SessionId,
+    method: &str,
+) -> Result<(String, String)> {
+    let token = random_token("kses");
+    let csrf = kura_crypto::secrets::csrf_for(&token);
+    let mut tx = db.write.begin().await?;
+    let n = sqlx::query("UPDATE sessions SET token_digest = $1, csrf_digest = $2, mfa_at = $3 WHERE id = $4 AND user_id = $5 AND revoked_at IS NULL")
+        .bind(token_digest(&token))
+        .bind(token_digest(&csrf))
+        .bind(now_micros())
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let ev = AuditEvent::new("auth.step_up", Outcome::Success)
+        .org(org)
+        .detail(serde_json::json!({"method": method, "session_id": id}));
+    audit::append(&mut tx, ctx, &ev).await?;
+    tx.commit().await?;
+    Ok((token, csrf))
+}
+
+/// End every session (and, with `tokens`, every API token) of a user: an
+/// admin cutting off an account. Returns how many credentials ended.
+pub async fn revoke_user(
+    db: &Db,
+    ctx: &AuditCtx,
+    org: OrgId,
+    user: UserId,
+    tokens: bool,
+) -> Result<u64> {
+    revoke_where(
+        db,
+        ctx,
+        org,
+        "user_id",
+        &user.to_string(),
+        tokens,
+        serde_json::json!({"user_id": user}),
+    )
+    .await
+}
+
+/// End every session (and, with `tokens`, every API token) of an organization.
+pub async fn revoke_org(db: &Db, ctx: &AuditCtx, org: OrgId, tokens: bool) -> Result<u64> {
+    revoke_where(
+        db,
+        ctx,
+        org,
+        "org_id",
+        &org.to_string(),
+        tokens,
+        serde_json::json!({"org_id": org}),
+    )
+    .await
+}
+
+async fn revoke_where(
+    db: &Db,
+    ctx: &AuditCtx,
+    org: OrgId,
+    column: &'static str,
+    value: &str,
+    tokens: bool,
+    scope: serde_json::Value,
+) -> Result<u64> {
+    let now = now_micros();
+    let mut tx = db.write.begin().await?;
+    // `column` is one of two constants above, never user input.
+    let mut n = sqlx::query(&format!("UPDATE sessions SET revoked_at = $1 WHERE {column} = $2 AND org_id = $3 AND revoked_at IS NULL"))
+        .bind(now)
+        .bind(value)
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if tokens {
+        n += sqlx::query(&format!("UPDATE api_tokens SET revoked_at = $1 WHERE {column} = $2 AND org_id = $3 AND revoked_at IS NULL"))
+            .bind(now)
+            .bind(value)
+            .bind(org.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    let ev = AuditEvent::new("auth.revoke_all", Outcome::Success)
+        .org(org)
+        .detail(serde_json::json!({"scope": scope, "tokens": tokens, "revoked": n}));
+    audit::append(&mut tx, ctx, &ev).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// End the session a client presents (on a new sign-in: no fixation).
+pub async fn revoke_by_token(db: &Db, token: &str) -> Result<()> {
+    if token.len() > 200 {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE token_digest = $2 AND revoked_at IS NULL",
+    )
+    .bind(now_micros())
+    .bind(token_digest(token))
+    .execute(&db.write)
+    .await?;
+    Ok(())
+}
+
 pub async fn revoke_all_for_user_tx(tx: &mut Transaction<'_, Any>, user: UserId) -> Result<()> {
     let now = now_micros();
     sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
@@ -210,10 +421,12 @@ pub struct SessionInfo {
     pub expires_at: i64,
     pub ip: String,
     pub user_agent: String,
+    /// How the session was opened (pwd, pwd otp, pwd hwk, …).
+    pub amr: String,
 }
 
 pub async fn list_for_user(db: &Db, user: UserId, idle_secs: i64) -> Result<Vec<SessionInfo>> {
-    let rows = sqlx::query("SELECT id, created_at, last_seen_at, absolute_expires_at, ip, user_agent FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 AND last_seen_at > $3 ORDER BY created_at DESC")
+    let rows = sqlx::query("SELECT id, created_at, last_seen_at, absolute_expires_at, ip, user_agent, amr FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 AND last_seen_at > $3 ORDER BY created_at DESC")
         .bind(user.to_string())
         .bind(now_micros())
         .bind(now_micros() - idle_secs * MICROS_PER_SEC)
@@ -228,6 +441,7 @@ pub async fn list_for_user(db: &Db, user: UserId, idle_secs: i64) -> Result<Vec<
                 expires_at: r.int("absolute_expires_at")?,
                 ip: r.str("ip")?,
                 user_agent: r.str("user_agent")?,
+                amr: r.str("amr")?,
             })
         })
         .collect()
@@ -267,7 +481,7 @@ pub async fn create_token(
     let now = now_micros();
     let exp = now + ttl_days * 86_400 * MICROS_PER_SEC;
     let mut tx = db.write.begin().await?;
-    sqlx::query("INSERT INTO api_tokens (id, token_digest, user_id, org_id, name, read_only, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+    sqlx::query("INSERT INTO api_tokens (id, token_digest, user_id, org_id, name, read_only, created_at, expires_at, mfa) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(id.to_string())
         .bind(token_digest(&secret))
         .bind(actor.user_id.to_string())
@@ -276,6 +490,7 @@ pub async fn create_token(
         .bind(i64::from(read_only))
         .bind(now)
         .bind(exp)
+        .bind(i64::from(actor.mfa))
         .execute(&mut *tx)
         .await?;
     let ev = AuditEvent::new("auth.token_create", Outcome::Success)
@@ -336,13 +551,11 @@ pub async fn revoke_token(db: &Db, ctx: &AuditCtx, actor: &Actor, id: TokenId) -
     Ok(())
 }
 
-pub async fn resolve_token(db: &Db, secret: &str) -> Result<Result<Resolved, Rejected>> {
-    let row = sqlx::query(
-        "SELECT t.id, t.user_id, t.read_only, t.expires_at, t.revoked_at, t.last_used_at, \
-         u.org_id, u.disabled, u.org_admin, u.platform_admin, o.suspended \
-         FROM api_tokens t JOIN users u ON u.id = t.user_id JOIN orgs o ON o.id = u.org_id \
-         WHERE t.token_digest = $1",
-    )
+pub async fn resolve_token(db: &Db, secret: &str, ip: &str) -> Result<Result<Resolved, Rejected>> {
+    let row = sqlx::query(&format!(
+        "SELECT c.id, c.user_id, c.read_only, c.expires_at, c.revoked_at, c.last_used_at, c.mfa, \
+         {ACCOUNT_COLS} FROM api_tokens c {ACCOUNT_JOIN} WHERE c.token_digest = $1"
+    ))
     .bind(token_digest(secret))
     .fetch_optional(&db.read)
     .await?;
@@ -357,12 +570,19 @@ pub async fn resolve_token(db: &Db, secret: &str) -> Result<Result<Resolved, Rej
         return Ok(Err(Rejected::Expired));
     }
     let id: TokenId = r.id("id")?;
+    let org_policy = OrgPolicy::from_stored(r.opt_str("policy")?.as_deref());
+    // A token was created under a fresh second factor; it stands for it.
+    let mfa = r.flag("mfa")?;
     let actor = match active_actor(
         &r,
         Credential::Token {
             id,
             read_only: r.flag("read_only")?,
         },
+        &org_policy,
+        ip,
+        mfa,
+        mfa,
     )? {
         Ok(a) => a,
         Err(rej) => return Ok(Err(rej)),

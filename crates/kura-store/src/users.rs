@@ -25,9 +25,18 @@ pub struct User {
     pub locale: Option<String>,
     /// IANA time zone for showing times; none: UTC.
     pub time_zone: Option<String>,
+    /// Locked after failed sign-ins or by an admin; only an admin unlocks.
+    pub locked: bool,
+    /// Until then a user without a second factor may enrol one after the password step.
+    #[serde(serialize_with = "crate::time::serialize_opt_rfc3339")]
+    pub mfa_enrol_until: Option<i64>,
 }
 
-const COLS: &str = "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at, locale, time_zone";
+const COLS: &str = "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at, locale, time_zone, locked_at, mfa_enrol_until";
+
+/// How long a new account (or one whose factors an admin reset) may enrol
+/// its first second factor right after the password step.
+pub const ENROL_WINDOW_SECS: i64 = 7 * 86_400;
 
 fn from_row(r: &AnyRow) -> Result<User> {
     Ok(User {
@@ -41,6 +50,8 @@ fn from_row(r: &AnyRow) -> Result<User> {
         created_at: r.int("created_at")?,
         locale: r.opt_str("locale")?,
         time_zone: r.opt_str("time_zone")?,
+        locked: r.opt_int("locked_at")?.is_some(),
+        mfa_enrol_until: r.opt_int("mfa_enrol_until")?,
     })
 }
 
@@ -60,17 +71,34 @@ pub fn normalize_email(email: &str) -> Result<String> {
     }
 }
 
-/// NIST SP 800-63B baseline: length only, no composition rules.
-pub fn check_password_policy(password: &str) -> Result<()> {
+/// NIST SP 800-63B: a minimum length (15 where the password is the only
+/// factor, 8 otherwise), at least 64 allowed (here 1024 bytes), no
+/// composition rules, and no value from the shipped list of common and
+/// breached passwords (nor trivial ones derived from the email).
+pub fn check_password_policy(password: &str, email: &str, password_only: bool) -> Result<()> {
     let n = password.chars().count();
-    if n < 8 {
-        return Err(StoreError::Invalid(
-            "password must have at least 8 characters".into(),
-        ));
+    let min = if password_only { 15 } else { 8 };
+    if n < min {
+        return Err(StoreError::Invalid(if password_only {
+            "password must have at least 15 characters (it is your only sign-in factor; with a second factor, 8 are enough)".into()
+        } else {
+            "password must have at least 8 characters".into()
+        }));
     }
     if password.len() > 1024 {
         return Err(StoreError::Invalid(
             "password must be at most 1024 bytes".into(),
+        ));
+    }
+    let lower = password.to_lowercase();
+    let local = email.trim().to_lowercase();
+    let local = local.split('@').next().unwrap_or("");
+    if kura_crypto::passwords::is_common(password)
+        || (local.len() >= 4 && lower.contains(local))
+        || lower.contains("kura")
+    {
+        return Err(StoreError::Invalid(
+            "this password is too common or too easy to guess (it appears in lists of breached passwords or contains your name or the service's); choose another".into(),
         ));
     }
     Ok(())
@@ -104,7 +132,7 @@ pub async fn insert(db: &Db, org: OrgId, ctx: &AuditCtx, n: NewUser<'_>) -> Resu
     let name = validate_display("display_name", n.display_name, 200)?;
     let id = UserId::new();
     let mut tx = db.write.begin().await?;
-    sqlx::query("INSERT INTO users (id, org_id, email, display_name, password_hash, org_admin, platform_admin, disabled, created_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8)")
+    sqlx::query("INSERT INTO users (id, org_id, email, display_name, password_hash, org_admin, platform_admin, disabled, created_at, password_changed_at, mfa_enrol_until) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $9)")
         .bind(id.to_string())
         .bind(org.to_string())
         .bind(&email)
@@ -113,6 +141,7 @@ pub async fn insert(db: &Db, org: OrgId, ctx: &AuditCtx, n: NewUser<'_>) -> Resu
         .bind(i64::from(n.org_admin))
         .bind(i64::from(n.platform_admin))
         .bind(now_micros())
+        .bind(now_micros() + ENROL_WINDOW_SECS * crate::time::MICROS_PER_SEC)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from(e).conflict_on_unique("a user with this email already exists"))?;
@@ -273,6 +302,31 @@ pub async fn reset_password(
     set_password_hash(db, g.org_id(), ctx, id, hash, "user.password_reset").await
 }
 
+/// Remove a user's factors and recovery codes, reopen enrolment for the
+/// enrolment window, and end their sessions and tokens (admin action).
+pub async fn reset_mfa(db: &Db, g: &OrgGrant, ctx: &AuditCtx, id: UserId) -> Result<()> {
+    require(g, OrgAction::ManageUsers)?;
+    get_in_org(db, g, id).await?;
+    let mut tx = db.write.begin().await?;
+    crate::mfa::reset_tx(
+        &mut tx,
+        id,
+        now_micros() + ENROL_WINDOW_SECS * crate::time::MICROS_PER_SEC,
+    )
+    .await?;
+    crate::sessions::revoke_all_credentials_tx(&mut tx, id).await?;
+    audit::append(
+        &mut tx,
+        ctx,
+        &AuditEvent::new("mfa.reset", Outcome::Success)
+            .org(g.org_id())
+            .detail(serde_json::json!({"user_id": id})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub async fn count_platform_admins(db: &Db) -> Result<i64> {
     let r = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE platform_admin = 1")
         .fetch_one(&db.read)
@@ -355,13 +409,14 @@ pub async fn bootstrap_admin(
         }
     };
     let id = UserId::new();
-    sqlx::query("INSERT INTO users (id, org_id, email, display_name, password_hash, org_admin, platform_admin, disabled, created_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, 1, 1, 0, $6, $6)")
+    sqlx::query("INSERT INTO users (id, org_id, email, display_name, password_hash, org_admin, platform_admin, disabled, created_at, password_changed_at, mfa_enrol_until) VALUES ($1, $2, $3, $4, $5, 1, 1, 0, $6, $6, $7)")
         .bind(id.to_string())
         .bind(org.to_string())
         .bind(&email)
         .bind(&name)
         .bind(hash)
         .bind(now_micros())
+        .bind(now_micros() + ENROL_WINDOW_SECS * crate::time::MICROS_PER_SEC)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from(e).conflict_on_unique("a user with this email already exists"))?;

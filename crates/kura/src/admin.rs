@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use kura_core::cli_platform_grant;
 use kura_store::orgs::{self, NewOrg};
 use kura_store::users::{self, NewUser};
-use kura_store::AuditCtx;
+use kura_store::{mfa, org_policy, sessions, throttle, AuditCtx};
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -58,6 +58,44 @@ pub enum AdminCmd {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Show an organization's sign-in policy as JSON
+    ShowPolicy {
+        /// Organization slug
+        #[arg(long)]
+        org: String,
+    },
+    /// Replace an organization's sign-in policy with a JSON document
+    /// (fields: mfa_required, webauthn_for_admins, allowed_networks, session_idle_minutes,
+    /// session_absolute_hours, allowed_email_domains, lockout_threshold, step_up_minutes,
+    /// bulk_download_files, bulk_download_bytes; missing fields take the defaults)
+    SetPolicy {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        json: String,
+    },
+    /// Unlock an account locked after failed sign-ins
+    Unlock {
+        #[arg(long)]
+        email: String,
+    },
+    /// Lock an account pending review (ends its sessions and API tokens)
+    Lock {
+        #[arg(long)]
+        email: String,
+    },
+    /// Remove a user's second factors and reopen enrolment for 7 days
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
+    /// End every session and API token of a user (--email) or an organization (--org)
+    RevokeSessions {
+        #[arg(long, conflicts_with = "org")]
+        email: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// List organizations
     ListOrgs {
         #[arg(long)]
@@ -89,12 +127,12 @@ pub struct FsckArgs {
     json: bool,
 }
 
-fn read_password(from_stdin: bool) -> Result<(String, bool)> {
+fn read_password(from_stdin: bool, email: &str, password_only: bool) -> Result<(String, bool)> {
     if from_stdin {
         let mut s = String::new();
         std::io::stdin().take(4096).read_to_string(&mut s)?;
         let p = s.trim_end_matches(['\r', '\n']).to_string();
-        users::check_password_policy(&p)?;
+        users::check_password_policy(&p, email, password_only)?;
         Ok((p, false))
     } else {
         Ok((
@@ -105,6 +143,13 @@ fn read_password(from_stdin: bool) -> Result<(String, bool)> {
                 .collect(),
             true,
         ))
+    }
+}
+
+async fn user_by_email(db: &kura_store::Db, email: &str) -> Result<users::User> {
+    match users::by_email(db, email).await? {
+        Some((u, _)) => Ok(u),
+        None => bail!("no user with email {email}"),
     }
 }
 
@@ -150,7 +195,8 @@ pub async fn run(c: Config, cmd: AdminCmd) -> Result<ExitCode> {
             let o = orgs::by_slug(db, &org)
                 .await
                 .with_context(|| format!("no organization with slug '{org}'"))?;
-            let (pw, generated) = read_password(password_stdin)?;
+            let only = !org_policy::get(db, o.id).await?.requires_mfa();
+            let (pw, generated) = read_password(password_stdin, &email, only)?;
             let hash = kura_crypto::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             let u = users::insert(
                 db,
@@ -191,7 +237,9 @@ pub async fn run(c: Config, cmd: AdminCmd) -> Result<ExitCode> {
             let Some((u, _)) = users::by_email(db, &email).await? else {
                 bail!("no user with email {email}")
             };
-            let (pw, generated) = read_password(password_stdin)?;
+            let only = !org_policy::get(db, u.org_id).await?.requires_mfa()
+                && !mfa::enrolled(db, u.id).await?.any();
+            let (pw, generated) = read_password(password_stdin, &email, only)?;
             let hash = kura_crypto::hash_password(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
             users::set_password_hash(db, u.org_id, &ctx, u.id, &hash, "user.password_reset")
                 .await?;
@@ -202,6 +250,62 @@ pub async fn run(c: Config, cmd: AdminCmd) -> Result<ExitCode> {
             if generated {
                 println!("password: {pw}");
             }
+        }
+        AdminCmd::ShowPolicy { org } => {
+            let o = orgs::by_slug(db, &org)
+                .await
+                .with_context(|| format!("no organization with slug '{org}'"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&org_policy::get(db, o.id).await?)?
+            );
+        }
+        AdminCmd::SetPolicy { org, json } => {
+            let o = orgs::by_slug(db, &org)
+                .await
+                .with_context(|| format!("no organization with slug '{org}'"))?;
+            let p: org_policy::OrgPolicy = serde_json::from_str(&json)
+                .context("the policy is not valid JSON of the documented fields")?;
+            org_policy::set_unchecked(db, o.id, &ctx, &p).await?;
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        }
+        AdminCmd::Unlock { email } => {
+            let u = user_by_email(db, &email).await?;
+            throttle::unlock(db, &ctx, u.id, u.org_id, &u.email).await?;
+            println!("unlocked {}", u.email);
+        }
+        AdminCmd::Lock { email } => {
+            let u = user_by_email(db, &email).await?;
+            throttle::lock(db, &ctx, u.id, u.org_id, "operator").await?;
+            println!(
+                "locked {}; its sessions and API tokens are revoked",
+                u.email
+            );
+        }
+        AdminCmd::ResetMfa { email } => {
+            let u = user_by_email(db, &email).await?;
+            let og = kura_core::cli_org_grant(u.org_id);
+            users::reset_mfa(db, &og, &ctx, u.id).await?;
+            println!(
+                "second factors of {} removed; enrolment is open for 7 days",
+                u.email
+            );
+        }
+        AdminCmd::RevokeSessions { email, org } => {
+            let n = match (email, org) {
+                (Some(e), _) => {
+                    let u = user_by_email(db, &e).await?;
+                    sessions::revoke_user(db, &ctx, u.org_id, u.id, true).await?
+                }
+                (None, Some(slug)) => {
+                    let o = orgs::by_slug(db, &slug)
+                        .await
+                        .with_context(|| format!("no organization with slug '{slug}'"))?;
+                    sessions::revoke_org(db, &ctx, o.id, true).await?
+                }
+                (None, None) => bail!("name a user with --email or an organization with --org"),
+            };
+            println!("{n} sessions and API tokens revoked");
         }
         AdminCmd::ListOrgs { json } => {
             let list = orgs::list(db, &g).await?;

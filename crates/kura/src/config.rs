@@ -30,6 +30,11 @@ pub struct Config {
     pub behind_tls_proxy: bool,
     pub log_format: String,
     pub shutdown_grace_secs: u64,
+    /// The address users reach Kura at (its host is the WebAuthn relying
+    /// party); default http://localhost:PORT of `listen`.
+    pub public_url: Option<String>,
+    pub signin_rate_per_minute: u32,
+    pub anonymous_rate_per_minute: u32,
 }
 
 impl Default for Config {
@@ -54,6 +59,9 @@ impl Default for Config {
             behind_tls_proxy: false,
             log_format: "json".into(),
             shutdown_grace_secs: 30,
+            public_url: None,
+            signin_rate_per_minute: 20,
+            anonymous_rate_per_minute: 600,
         }
     }
 }
@@ -133,6 +141,15 @@ impl Config {
         if let Some(v) = parse_env("KURA_DEFAULT_QUOTA_BYTES")? {
             c.default_quota_bytes = v;
         }
+        if let Some(v) = env("KURA_PUBLIC_URL") {
+            c.public_url = Some(v);
+        }
+        if let Some(v) = parse_env("KURA_SIGNIN_RATE_PER_MINUTE")? {
+            c.signin_rate_per_minute = v;
+        }
+        if let Some(v) = parse_env("KURA_ANONYMOUS_RATE_PER_MINUTE")? {
+            c.anonymous_rate_per_minute = v;
+        }
         if let Some(v) = parse_env("KURA_SESSION_IDLE_MINUTES")? {
             c.session_idle_minutes = v;
         }
@@ -170,7 +187,23 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
     }
 
+    /// The public address, defaulting to this machine's name for the listener.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| {
+            let scheme = if self.tls() { "https" } else { "http" };
+            format!("{scheme}://localhost:{}", self.listen.port())
+        })
+    }
+
     fn validate(&self) -> Result<()> {
+        if self.signin_rate_per_minute == 0 || self.anonymous_rate_per_minute == 0 {
+            bail!("signin_rate_per_minute and anonymous_rate_per_minute must be at least 1");
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("https://") || u.starts_with("http://localhost")) {
+                bail!("public_url must be https:// (or http://localhost for development)");
+            }
+        }
         if !(1..=24 * 60).contains(&self.session_idle_minutes) {
             bail!("session_idle_minutes must be 1..=1440");
         }

@@ -74,6 +74,9 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             trust_forwarded_for: c.behind_tls_proxy,
             platform_on_public: c.admin_listen.is_none(),
             default_quota_bytes: c.default_quota_bytes,
+            public_url: c.public_url(),
+            signin_rate_per_minute: c.signin_rate_per_minute,
+            anonymous_rate_per_minute: c.anonymous_rate_per_minute,
         },
     );
     state.metrics.set_forward_stats(kura_store::forward::start(

@@ -2,7 +2,7 @@
 //! caller's own account: password, sessions, API tokens.
 
 use super::{json_ok, op, Api, ApiJson, ApiPath};
-use crate::auth::{Authed, Ctx, SESSION_COOKIE};
+use crate::auth::{Authed, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
@@ -15,7 +15,6 @@ use serde_json::json;
 
 pub fn routes(api: Api) -> Api {
     let api = op!(api, post "/api/bootstrap", "bootstrap", "account", "public", "json", "Create the first platform administrator with the one-time bootstrap token", bootstrap);
-    let api = op!(api, post "/api/auth/login", "login", "account", "public", "json", "Sign in with email and password; sets the session cookie", login);
     let api = op!(api, post "/api/auth/logout", "logout", "account", "user", "none", "Sign out: revokes the current session", logout);
     let api = op!(api, get "/api/me", "me", "account", "user", "none", "The signed-in user", me);
     let api = op!(api, post "/api/me/password", "change_password", "account", "user", "json", "Change your password (ends every session and revokes API tokens; sign in again)", change_password);
@@ -57,7 +56,8 @@ async fn bootstrap(
             "the bootstrap token is invalid or was already used",
         ));
     }
-    users::check_password_policy(&req.password)?;
+    // The first administrator is a platform admin: WebAuthn is due at sign-in.
+    users::check_password_policy(&req.password, &req.email, false)?;
     let pw = req.password.clone();
     let hash = s
         .hash_blocking(move || kura_crypto::hash_password(&pw))
@@ -73,82 +73,6 @@ async fn bootstrap(
     )
     .await?;
     json_ok(StatusCode::CREATED, &user)
-}
-
-#[derive(Deserialize)]
-struct LoginReq {
-    email: String,
-    password: String,
-}
-
-/// Verify a password sign-in and open a session. Unknown accounts, wrong
-/// passwords, disabled accounts and suspended organizations all get the
-/// same answer after the same work. Shared by the API and the web sign-in.
-pub(crate) async fn sign_in(
-    s: &AppState,
-    ctx: &kura_store::AuditCtx,
-    email: &str,
-    password: &str,
-) -> ApiResult<(users::User, sessions::NewSession)> {
-    if email.len() > 254 || password.len() > 1024 {
-        return Err(ApiError::bad_request("email or password too long"));
-    }
-    let found = users::by_email(&s.store.db, email).await?;
-    let (hash, user) = match &found {
-        Some((u, Some(h))) => (h.clone(), Some(u.clone())),
-        _ => (s.dummy_hash.to_string(), None),
-    };
-    let pw = password.to_string();
-    let verified = s
-        .hash_blocking(move || kura_crypto::verify_password(&pw, &hash))
-        .await?;
-    let active = match &user {
-        Some(u) if verified && !u.disabled => {
-            !orgs::get_any(&s.store.db, u.org_id).await?.suspended
-        }
-        _ => false,
-    };
-    let Some(user) = user.filter(|_| active) else {
-        let mut ev =
-            AuditEvent::new("auth.login", Outcome::Failure).name(email.trim().to_lowercase());
-        if let Some((u, _)) = &found {
-            ev = ev.org(u.org_id).detail(json!({"user_id": u.id}));
-        }
-        s.record(ctx, ev).await?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid-credentials",
-            "invalid email or password",
-        ));
-    };
-    let mut ctx = ctx.clone();
-    ctx.actor_user_id = Some(user.id);
-    ctx.actor_org_id = Some(user.org_id);
-    let sess = sessions::create(&s.store.db, &ctx, user.id, user.org_id, s.config.session).await?;
-    Ok((user, sess))
-}
-
-pub(crate) fn session_cookie(s: &AppState, token: &str) -> ApiResult<HeaderValue> {
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
-        s.config.session.absolute_secs
-    );
-    HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())
-}
-
-async fn login(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    ApiJson(req): ApiJson<LoginReq>,
-) -> ApiResult<Response> {
-    let (user, sess) = sign_in(&s, &ctx, &req.email, &req.password).await?;
-    let mut resp = json_ok(
-        StatusCode::OK,
-        &json!({"user": user, "session_id": sess.id, "csrf_token": sess.csrf_token, "expires_at": super::rfc3339(sess.absolute_expires_at)}),
-    )?;
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&s, &sess.token)?);
-    Ok(resp)
 }
 
 pub(crate) fn clear_cookie() -> HeaderValue {
@@ -194,13 +118,10 @@ async fn change_password(
     if req.current_password.len() > 1024 {
         return Err(ApiError::bad_request("password too long"));
     }
-    users::check_password_policy(&req.new_password)?;
-    let Some((_, Some(hash))) = users::by_email(
-        &s.store.db,
-        &users::get_any(&s.store.db, a.actor.user_id).await?.email,
-    )
-    .await?
-    else {
+    let me = users::get_any(&s.store.db, a.actor.user_id).await?;
+    let only = crate::signin::password_only(&s, me.org_id, Some(me.id)).await?;
+    users::check_password_policy(&req.new_password, &me.email, only)?;
+    let Some((_, Some(hash))) = users::by_email(&s.store.db, &me.email).await? else {
         return Err(ApiError::forbidden());
     };
     let cur = req.current_password.clone();
@@ -291,6 +212,7 @@ async fn create_token(
     if matches!(a.actor.credential, Credential::Token { .. }) {
         return Err(ApiError::forbidden());
     }
+    a.require_step_up()?;
     let (info, secret) = sessions::create_token(
         &s.store.db,
         &a.ctx,

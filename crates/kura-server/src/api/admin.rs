@@ -176,7 +176,8 @@ async fn create_user(
     let g = s
         .org_grant(&a.actor, &a.ctx, id, OrgAction::ManageUsers)
         .await?;
-    users::check_password_policy(&req.password)?;
+    let only = crate::signin::password_only(&s, g.org_id(), None).await?;
+    users::check_password_policy(&req.password, &req.email, only)?;
     users::normalize_email(&req.email)?;
     let pw = req.password.clone();
     let hash = s
@@ -253,8 +254,9 @@ async fn reset_password(
     let g = s
         .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
         .await?;
-    users::check_password_policy(&req.password)?;
-    users::get_in_org(&s.store.db, &g, user).await?;
+    let target = users::get_in_org(&s.store.db, &g, user).await?;
+    let only = crate::signin::password_only(&s, g.org_id(), Some(target.id)).await?;
+    users::check_password_policy(&req.password, &target.email, only)?;
     let pw = req.password.clone();
     let hash = s
         .hash_blocking(move || kura_crypto::hash_password(&pw))

@@ -6,8 +6,11 @@
 pub(crate) mod account;
 mod admin;
 mod audit;
+mod factors;
 mod files;
+mod org_security;
 mod projects;
+pub(crate) mod signin;
 pub(crate) mod transfer;
 
 use crate::error::{ApiError, ApiResult};
@@ -77,12 +80,15 @@ pub(crate) use op;
 
 /// Public routes, platform-admin routes (/api/admin/…), and the API document.
 pub fn routes() -> (Router<AppState>, Router<AppState>, Value) {
-    let public = account::routes(Api::new());
+    let public = signin::routes(Api::new());
+    let public = account::routes(public);
+    let public = factors::routes(public);
     let public = projects::routes(public);
     let public = files::routes(public);
     let public = transfer::routes(public);
     let public = audit::routes(public);
     let public = admin::org_routes(public);
+    let public = org_security::routes(public);
     let admin = admin::routes(Api::new());
     let doc = openapi(&[&public.ops, &admin.ops]);
     (public.router, admin.router, doc)

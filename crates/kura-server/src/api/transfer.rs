@@ -334,6 +334,8 @@ async fn download(
         };
         return meta.response(Body::empty());
     }
+    s.admit_download(&a.actor, &a.ctx, g.org_id(), served, start == 0)
+        .await?;
     // The record of this read is durable before any byte leaves.
     s.record(
         &a.ctx,

@@ -21,6 +21,14 @@ pub struct SessionRow {
     pub current: bool,
 }
 
+pub struct FactorRow {
+    pub id: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub added: String,
+    pub last_used: String,
+}
+
 pub struct TokenRow {
     pub id: String,
     pub name: String,
@@ -40,6 +48,11 @@ struct AccountPage {
     zones: Vec<&'static str>,
     sessions: Vec<SessionRow>,
     tokens: Vec<TokenRow>,
+    factors: Vec<FactorRow>,
+    recovery_left: usize,
+    mfa_required: bool,
+    passkeys: bool,
+    passkey_js: String,
     new_secret: Option<String>,
     message: Option<String>,
     error: Option<String>,
@@ -96,8 +109,37 @@ async fn render(
     let toks = sessions::list_tokens(&s.store.db, me.actor.user_id)
         .await
         .web(w)?;
+    let factors = kura_store::mfa::list(&s.store.db, me.actor.user_id)
+        .await
+        .web(w)?;
+    let enrolled = kura_store::mfa::enrolled(&s.store.db, me.actor.user_id)
+        .await
+        .web(w)?;
+    let policy = kura_store::org_policy::get(&s.store.db, me.actor.org_id)
+        .await
+        .web(w)?;
     let has_error = error.is_some();
     let page = AccountPage {
+        factors: factors
+            .iter()
+            .map(|f| FactorRow {
+                id: f.id.to_string(),
+                kind: match f.kind {
+                    kura_store::mfa::FactorKind::Totp => "account.factor_totp",
+                    kura_store::mfa::FactorKind::Webauthn => "account.factor_webauthn",
+                },
+                name: f.name.clone(),
+                added: w.time(f.created_at),
+                last_used: f
+                    .last_used_at
+                    .map(|x| w.time(x))
+                    .unwrap_or_else(|| "—".into()),
+            })
+            .collect(),
+        recovery_left: enrolled.recovery_codes_left,
+        mfa_required: policy.requires_mfa(),
+        passkeys: s.passkeys.is_some(),
+        passkey_js: super::assets::url("passkey.js"),
         l: w.layout(w.t.t("account.title").into()),
         email: me.user.email.clone(),
         name: me.user.display_name.clone(),
@@ -145,6 +187,14 @@ async fn render(
     Ok(r)
 }
 
+pub(crate) async fn render_with(
+    s: &AppState,
+    w: &Web,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    render(s, w, None, None, error).await
+}
+
 pub async fn page(State(s): State<AppState>, w: Web) -> Result<Response, WebError> {
     render(&s, &w, None, None, None).await
 }
@@ -161,7 +211,10 @@ pub async fn password(
     WebForm(f): WebForm<PasswordForm>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
-    if let Err(e) = users::check_password_policy(&f.new_password) {
+    let only = crate::signin::password_only(&s, me.user.org_id, Some(me.user.id))
+        .await
+        .web(&w)?;
+    if let Err(e) = users::check_password_policy(&f.new_password, &me.user.email, only) {
         return render(&s, &w, None, None, Some(e.to_string())).await;
     }
     let hash = match users::by_email(&s.store.db, &me.user.email).await.web(&w)? {

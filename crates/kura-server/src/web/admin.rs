@@ -145,7 +145,10 @@ pub async fn create_user(
         .org_grant(&me.actor, &w.ctx, o, OrgAction::ManageUsers)
         .await
         .web(&w)?;
-    if let Err(e) = users::check_password_policy(&f.password)
+    let only = crate::signin::password_only(&s, g.org_id(), None)
+        .await
+        .web(&w)?;
+    if let Err(e) = users::check_password_policy(&f.password, &f.email, only)
         .and_then(|_| users::normalize_email(&f.email).map(|_| ()))
     {
         return render_org(&s, &w, o, Some(e.to_string()), StatusCode::BAD_REQUEST).await;
@@ -257,10 +260,13 @@ pub async fn reset_password(
         .org_grant(&me.actor, &w.ctx, o, OrgAction::ManageUsers)
         .await
         .web(&w)?;
-    if let Err(e) = users::check_password_policy(&f.password) {
+    let target = users::get_in_org(&s.store.db, &g, u).await.web(&w)?;
+    let only = crate::signin::password_only(&s, g.org_id(), Some(target.id))
+        .await
+        .web(&w)?;
+    if let Err(e) = users::check_password_policy(&f.password, &target.email, only) {
         return render_org(&s, &w, o, Some(e.to_string()), StatusCode::BAD_REQUEST).await;
     }
-    let target = users::get_in_org(&s.store.db, &g, u).await.web(&w)?;
     let pw = f.password.clone();
     let hash = s
         .hash_blocking(move || kura_crypto::hash_password(&pw))

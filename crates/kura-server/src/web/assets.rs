@@ -26,6 +26,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/app.js"),
     },
     Asset {
+        logical: "passkey.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/passkey.js"),
+    },
+    Asset {
         logical: "upload.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/upload.js"),

@@ -161,6 +161,9 @@ pub async fn preview(
         .web(&w)?;
         axum::body::Body::empty()
     } else {
+        s.admit_download(&me.actor, &w.ctx, g.org_id(), size, true)
+            .await
+            .web(&w)?;
         s.record(&w.ctx, base.clone()).await.web(&w)?;
         decrypted_body(&s, &w.ctx, &v.blob, 0..size, base)
             .await

@@ -1,7 +1,9 @@
 //! Sign-in and sign-out pages.
 
 use super::{html, see_other, Layout, Web, WebError, WebForm};
-use crate::api::account::{clear_cookie, session_cookie, sign_in};
+use crate::api::account::clear_cookie;
+use crate::api::signin::session_cookie;
+use crate::signin::{password_step, Step};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::{Query, State};
@@ -26,7 +28,7 @@ pub struct NextQuery {
 }
 
 /// Only local paths: never an open redirect.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -40,12 +42,12 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-const LOGIN_COOKIE: &str = "kura_login";
+pub(crate) const LOGIN_COOKIE: &str = "kura_login";
 
 /// Sign-in forms carry no session yet, so their CSRF protection is a
 /// double-submit token: a random value in a SameSite=Strict cookie and in
 /// the form; a forged cross-site form cannot know it.
-fn login_token_cookie(token: &str) -> axum::http::HeaderValue {
+pub(crate) fn login_token_cookie(token: &str) -> axum::http::HeaderValue {
     axum::http::HeaderValue::from_str(&format!(
         "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; Secure; SameSite=Strict; Max-Age=3600"
     ))
@@ -54,7 +56,7 @@ fn login_token_cookie(token: &str) -> axum::http::HeaderValue {
     ))
 }
 
-fn login_page(w: &Web, next: String, email: String, error: Option<String>) -> Response {
+pub(crate) fn login_page(w: &Web, next: String, email: String, error: Option<String>) -> Response {
     let token = kura_crypto::random_token("klogin");
     let mut r = html(&LoginPage {
         l: w.layout(w.t.t("login.title").into()),
@@ -84,44 +86,83 @@ pub struct LoginForm {
     login_token: String,
 }
 
+/// The sign-in forms' CSRF check (double-submit token and Origin); a
+/// refusal is audited and answered with a fresh sign-in page.
+pub(crate) async fn login_csrf(
+    s: &AppState,
+    w: &Web,
+    headers: &HeaderMap,
+    sent: &str,
+    next: Option<&str>,
+) -> Option<Response> {
+    let cookie = crate::auth::cookie_from_headers(headers, LOGIN_COOKIE).unwrap_or_default();
+    let token_ok = !cookie.is_empty()
+        && kura_crypto::secrets::secrets_equal(cookie.as_bytes(), sent.as_bytes());
+    if super::foreign_origin(headers) || !token_ok {
+        let ev = kura_store::AuditEvent::new("auth.reject", kura_store::Outcome::Denied)
+            .detail(serde_json::json!({"reason": "login_csrf"}));
+        let _ = s.store.audit.record(&w.ctx, ev).await;
+        let mut r = login_page(
+            w,
+            safe_next(next),
+            String::new(),
+            Some(w.t.t("error.csrf").into()),
+        );
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return Some(r);
+    }
+    None
+}
+
+/// Signed in: the session cookie, then the page the user wanted.
+pub(crate) fn signed_in_redirect(
+    s: &AppState,
+    w: &Web,
+    token: &str,
+    next: &str,
+) -> Result<Response, WebError> {
+    let mut r = see_other(next);
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(s, token).map_err(|e| w.error(e))?,
+    );
+    Ok(r)
+}
+
 pub async fn submit(
     State(s): State<AppState>,
     w: Web,
     headers: HeaderMap,
     axum::Form(f): axum::Form<LoginForm>,
 ) -> Result<Response, WebError> {
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == LOGIN_COOKIE)
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default();
-    let token_ok = !cookie.is_empty()
-        && kura_crypto::secrets::secrets_equal(cookie.as_bytes(), f.login_token.as_bytes());
-    if super::foreign_origin(&headers) || !token_ok {
-        let ev = kura_store::AuditEvent::new("auth.reject", kura_store::Outcome::Denied)
-            .detail(serde_json::json!({"reason": "login_csrf"}));
-        let _ = s.store.audit.record(&w.ctx, ev).await;
-        let mut r = login_page(
-            &w,
-            safe_next(f.next.as_deref()),
-            String::new(),
-            Some(w.t.t("error.csrf").into()),
-        );
-        *r.status_mut() = StatusCode::FORBIDDEN;
+    if let Some(r) = login_csrf(&s, &w, &headers, &f.login_token, f.next.as_deref()).await {
         return Ok(r);
     }
     let next = safe_next(f.next.as_deref());
-    match sign_in(&s, &w.ctx, &f.email, &f.password).await {
-        Ok((_user, sess)) => {
-            let mut r = see_other(&next);
-            r.headers_mut().insert(
-                header::SET_COOKIE,
-                session_cookie(&s, &sess.token).map_err(|e| w.error(e))?,
+    let presented = crate::auth::cookie_from_headers(&headers, crate::auth::SESSION_COOKIE);
+    match password_step(&s, &w.ctx, &f.email, &f.password, presented.as_deref()).await {
+        Ok(Step::Session(_user, sess)) => signed_in_redirect(&s, &w, &sess.token, &next),
+        Ok(Step::Factor { challenge, methods }) => Ok(super::mfa::factor_page(
+            &w,
+            &challenge,
+            &methods,
+            &next,
+            &f.login_token,
+            None,
+        )),
+        Ok(Step::Enrol { challenge, methods }) => {
+            super::mfa::enrol_page(&s, &w, &challenge, &methods, &next, &f.login_token, None).await
+        }
+        Err(e)
+            if e.status == StatusCode::FORBIDDEN || e.status == StatusCode::TOO_MANY_REQUESTS =>
+        {
+            let mut r = login_page(
+                &w,
+                next,
+                f.email.chars().take(254).collect(),
+                Some(e.detail.clone()),
             );
+            *r.status_mut() = e.status;
             Ok(r)
         }
         Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::BAD_REQUEST => {

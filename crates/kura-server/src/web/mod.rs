@@ -14,6 +14,7 @@ mod file;
 pub mod i18n;
 mod login;
 mod members;
+mod mfa;
 mod pages;
 
 use crate::auth::{cookie_value, RequestId, SESSION_COOKIE};
@@ -40,6 +41,14 @@ pub fn router() -> Router<AppState> {
         .route("/", get(pages::home))
         .route("/assets/{name}", get(assets::serve))
         .route("/login", get(login::form).post(login::submit))
+        .route("/login/factor", post(mfa::factor_submit))
+        .route("/login/enrol", post(mfa::enrol_submit))
+        .route("/step-up", get(mfa::step_up).post(mfa::step_up_submit))
+        .route("/account/factors/totp", post(mfa::add_totp))
+        .route("/account/factors/totp/confirm", post(mfa::confirm_totp))
+        .route("/account/factors/{f}/rename", post(mfa::rename_factor))
+        .route("/account/factors/{f}/remove", post(mfa::remove_factor))
+        .route("/account/recovery-codes", post(mfa::new_codes))
         .route("/logout", post(login::logout))
         .route("/projects", post(pages::create_project))
         .route("/projects/{p}", get(browser::project_root))
@@ -94,6 +103,18 @@ pub struct Me {
 
 /// Per-request web context: language, time zone, the user (if signed in),
 /// CSRF token and audit context.
+/// The page a form posting to `path` lives on.
+fn page_of_form(path: &str) -> String {
+    let seg: Vec<&str> = path.split('/').collect();
+    match seg.as_slice() {
+        ["", "projects", p, "members", ..] => format!("/projects/{p}/members"),
+        ["", "projects", p, ..] => format!("/projects/{p}"),
+        ["", "orgs", o, ..] => format!("/orgs/{o}"),
+        ["", "account", ..] => "/account".into(),
+        _ => "/".into(),
+    }
+}
+
 pub struct Web {
     pub t: T,
     pub tz: jiff::tz::TimeZone,
@@ -127,7 +148,9 @@ impl FromRequestParts<AppState> for Web {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| "/".into())
         } else {
-            "/".into()
+            // A POST that must be confirmed first (step-up) returns to the
+            // page its form is on (pages send no Referer).
+            page_of_form(parts.uri.path())
         };
         let mut web = Web {
             t: T { lang: browser_lang },
@@ -140,10 +163,15 @@ impl FromRequestParts<AppState> for Web {
         let Some(token) = cookie_value(parts, SESSION_COOKIE).filter(|t| t.len() <= 200) else {
             return Ok(web);
         };
-        let resolved =
-            kura_store::sessions::resolve_session(&state.store.db, token, state.config.session)
-                .await
-                .map_err(|e| web.error(e.into()))?;
+        let ip = web.ctx.ip.clone().unwrap_or_default();
+        let resolved = kura_store::sessions::resolve_session(
+            &state.store.db,
+            token,
+            state.config.session,
+            &ip,
+        )
+        .await
+        .map_err(|e| web.error(e.into()))?;
         // A refused cookie (revoked, expired, disabled, suspended) is audited as
         // in the API, then the page is served as signed out.
         let resolved = match resolved {
@@ -198,6 +226,8 @@ impl Web {
             t: self.t,
             kind: if e.status == StatusCode::UNAUTHORIZED {
                 ErrKind::Login(self.path.clone())
+            } else if e.code == "step-up-required" {
+                ErrKind::StepUp(self.path.clone())
             } else {
                 ErrKind::Api(e)
             },
@@ -262,6 +292,8 @@ impl<V, E: Into<ApiError>> OrWeb<V> for Result<V, E> {
 
 pub enum ErrKind {
     Login(String),
+    /// A fresh second factor is needed; come back to this page after it.
+    StepUp(String),
     Api(ApiError),
 }
 
@@ -289,6 +321,14 @@ impl IntoResponse for WebError {
                     "/".into()
                 };
                 Redirect::to(&format!("/login?next={}", urlencode(&next))).into_response()
+            }
+            ErrKind::StepUp(next) => {
+                let next = if next.starts_with('/') && !next.starts_with("//") {
+                    next
+                } else {
+                    "/".into()
+                };
+                Redirect::to(&format!("/step-up?next={}", urlencode(&next))).into_response()
             }
             ErrKind::Api(e) => {
                 let t = self.t;

@@ -73,7 +73,7 @@ pub async fn sessions_tokens_csrf_and_revocation() {
         "a foreign Origin is refused even with the token"
     );
 
-    // Cookie attributes.
+    // A correct password alone opens nothing: a challenge, no cookie.
     let r = anon
         .http
         .post(format!("{}/api/auth/login", anon.base))
@@ -81,6 +81,13 @@ pub async fn sessions_tokens_csrf_and_revocation() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("set-cookie").is_none());
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "mfa-required");
+    // Cookie attributes, once the second factor is in.
+    let r = crate::factors::finish_sign_in(&anon.http, &anon.base, &u.email(), &problem).await;
+    assert_eq!(r.status(), StatusCode::OK);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie}");

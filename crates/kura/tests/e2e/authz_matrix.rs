@@ -153,10 +153,45 @@ async fn build(
     let mut user = extra_user.user_id();
     match op_id {
         // account and public operations: only anonymous access is tested here
-        "bootstrap" | "login" | "logout" | "me" | "change_password" | "list_sessions"
-        | "revoke_session" | "list_tokens" | "create_token" | "revoke_token" | "list_projects" => {
-            return None
-        }
+        "bootstrap"
+        | "login"
+        | "logout"
+        | "me"
+        | "change_password"
+        | "list_sessions"
+        | "revoke_session"
+        | "list_tokens"
+        | "create_token"
+        | "revoke_token"
+        | "list_projects"
+        | "login_factor"
+        | "login_webauthn_options"
+        | "login_webauthn"
+        | "enrol_totp"
+        | "enrol_totp_confirm"
+        | "enrol_webauthn_options"
+        | "enrol_webauthn"
+        | "step_up"
+        | "step_up_webauthn_options"
+        | "step_up_webauthn"
+        | "list_factors"
+        | "add_totp"
+        | "confirm_totp"
+        | "add_webauthn_options"
+        | "add_webauthn"
+        | "rename_factor"
+        | "remove_factor"
+        | "new_recovery_codes" => return None,
+        // Ends every session of the organization, the matrix's actors
+        // included: its authorization is tested in zero_trust.
+        "revoke_org_sessions" => return None,
+        "get_policy"
+        | "list_user_sessions"
+        | "lock_user"
+        | "unlock_user"
+        | "reset_mfa"
+        | "revoke_user_sessions" => {}
+        "set_policy" => body = Some(json!({"webauthn_for_admins": false})),
         "get_project" | "list_members" | "get_node" | "list_children" | "list_trash"
         | "list_versions" | "download_file" => {
             if op_id == "list_children" {
@@ -379,7 +414,9 @@ pub async fn run() {
                 if auth != "public" {
                     let concrete = path
                         .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
-                        .replace("{token_id}", &uuid::Uuid::new_v4().to_string());
+                        .replace("{token_id}", &uuid::Uuid::new_v4().to_string())
+                        .replace("{factor_id}", &uuid::Uuid::new_v4().to_string())
+                        .replace("{org_id}", &uuid::Uuid::new_v4().to_string());
                     let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
                     let (st, _) = anon.send(anon.request(m, &concrete).json(&json!({}))).await;
                     cells += 1;

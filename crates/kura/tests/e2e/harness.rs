@@ -94,6 +94,9 @@ impl TestServer {
         cmd.args(&opts.args);
         cmd.env("KURA_DATABASE_URL", &db_url)
             .env("KURA_LOG", "warn")
+            // Tests sign in far more often than people; the limits have their own test.
+            .env("KURA_SIGNIN_RATE_PER_MINUTE", "100000")
+            .env("KURA_ANONYMOUS_RATE_PER_MINUTE", "100000")
             .env("KURA_SHUTDOWN_GRACE_SECS", "10");
         for (k, v) in &opts.env {
             cmd.env(k, v);
@@ -174,6 +177,21 @@ impl TestServer {
             .json(Method::POST, "/api/bootstrap", json!({"token": self.bootstrap_token.clone().expect("token printed"), "email": ADMIN_EMAIL, "display_name": "Root", "password": PASSWORD}))
             .await;
         assert_eq!(st, StatusCode::CREATED, "{body}");
+        // Tests that are not about passkeys sign administrators in with
+        // TOTP; the WebAuthn rule for admins has its own tests.
+        let out = self.cli(&[
+            "admin",
+            "set-policy",
+            "--org",
+            "platform",
+            "--json",
+            r#"{"webauthn_for_admins": false}"#,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         c.login(ADMIN_EMAIL, PASSWORD).await
     }
 
@@ -318,14 +336,20 @@ impl Client {
             .expect("download")
     }
 
+    /// Sign in the way a client does: password, then the second factor
+    /// the harness holds for the user (enrolling one where that is due).
     pub async fn login(&self, email: &str, password: &str) -> Client {
-        let resp = self
+        let mut resp = self
             .http
             .post(format!("{}/api/auth/login", self.base))
             .json(&json!({"email": email, "password": password}))
             .send()
             .await
             .expect("login");
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let problem: Value = resp.json().await.expect("problem");
+            resp = crate::factors::finish_sign_in(&self.http, &self.base, email, &problem).await;
+        }
         assert_eq!(resp.status(), StatusCode::OK, "login as {email}");
         let cookie = resp
             .headers()
@@ -337,6 +361,7 @@ impl Client {
             .expect("session cookie")
             .to_string();
         let body: Value = resp.json().await.expect("login json");
+        crate::factors::keep_recovery(email, &body);
         let mut c = Self::new(&self.base);
         c.session = Some(cookie);
         c.csrf = body["csrf_token"].as_str().map(String::from);
@@ -369,7 +394,16 @@ impl Client {
         }
         let (st, v) = self.json(Method::POST, "/api/admin/orgs", body).await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
-        v["id"].as_str().expect("org id").to_string()
+        let id = v["id"].as_str().expect("org id").to_string();
+        let (st, v) = self
+            .json(
+                Method::PUT,
+                &format!("/api/orgs/{id}/policy"),
+                json!({"webauthn_for_admins": false}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        id
     }
 
     /// Create a user in `org` (as an admin of it) and return them signed in.

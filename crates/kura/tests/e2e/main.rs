@@ -7,10 +7,12 @@ mod accounts;
 mod audit_chain;
 mod authz_matrix;
 mod bad_input;
+mod factors;
 mod files;
 mod forwarding;
 mod harness;
 mod operations;
+mod zero_trust;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_matrix() {
@@ -100,4 +102,24 @@ async fn audit_export_verifies_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_forwarding_to_syslog_and_file() {
     forwarding::syslog_tcp_udp_and_file().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_trust_stolen_password_opens_nothing() {
+    zero_trust::stolen_password_opens_nothing().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_trust_throttling_lockout() {
+    zero_trust::throttling_lockout_and_identical_answers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_trust_networks_step_up_revocation_passwords() {
+    zero_trust::networks_step_up_revocation_and_passwords().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_trust_rate_limits() {
+    zero_trust::rate_limits_per_address().await;
 }

@@ -277,6 +277,101 @@ pub async fn cli_admin_commands() {
         .find_map(|l| l.strip_prefix("password: "))
         .unwrap()
         .to_string();
+    // New organizations require a passkey or security key of their admins:
+    // the password step offers only WebAuthn enrolment, and TOTP is refused.
+    let anon = server.client();
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/login",
+            json!({"email": "cli@example.org", "password": pw}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["code"], "mfa-enrolment-required");
+    assert_eq!(v["methods"], json!(["webauthn"]));
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/enrol/totp",
+            json!({"challenge": v["challenge"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["code"], "webauthn-required");
+    let out = server.cli(&["admin", "show-policy", "--org", "cli-org"]);
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(policy["mfa_required"], true, "MFA is on by default");
+    assert_eq!(policy["webauthn_for_admins"], true);
+    let out = server.cli(&[
+        "admin",
+        "set-policy",
+        "--org",
+        "cli-org",
+        "--json",
+        r#"{"webauthn_for_admins": false, "lockout_threshold": 500}"#,
+    ]);
+    assert!(
+        !out.status.success(),
+        "a lockout threshold over 100 is refused"
+    );
+    let out = server.cli(&[
+        "admin",
+        "set-policy",
+        "--org",
+        "cli-org",
+        "--json",
+        r#"{"webauthn_for_admins": false}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = server.client().login("cli@example.org", &pw).await;
+    // Lock, unlock, reset factors and revoke from the command line.
+    let out = server.cli(&["admin", "lock", "--email", "cli@example.org"]);
+    assert!(out.status.success());
+    assert_eq!(
+        c.get("/api/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "a lock ends sessions"
+    );
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/login",
+            json!({"email": "cli@example.org", "password": pw}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("account-locked"))
+    );
+    let out = server.cli(&["admin", "unlock", "--email", "cli@example.org"]);
+    assert!(out.status.success());
+    let out = server.cli(&["admin", "reset-mfa", "--email", "cli@example.org"]);
+    assert!(out.status.success());
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/login",
+            json!({"email": "cli@example.org", "password": pw}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("mfa-enrolment-required")),
+        "{v}"
+    );
+    let c = server.client().login("cli@example.org", &pw).await;
+    let out = server.cli(&["admin", "revoke-sessions", "--org", "cli-org"]);
+    assert!(out.status.success());
+    assert_eq!(
+        c.get("/api/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "revoke-sessions ends them"
+    );
     let c = server.client().login("cli@example.org", &pw).await;
     let out = server.cli(&[
         "admin",
