@@ -3,7 +3,8 @@
 // and projects through the REST API, and launches Debian's Chromium through
 // playwright-core.
 
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -60,7 +61,14 @@ export async function startKura({ env = {}, args = [] } = {}) {
     KURA_BIN,
     ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args],
     {
-      env: { ...process.env, KURA_LOG: 'warn', ...env },
+      // Tests sign in far more often than people; the limits have their own e2e test.
+      env: {
+        ...process.env,
+        KURA_LOG: 'warn',
+        KURA_SIGNIN_RATE_PER_MINUTE: '100000',
+        KURA_ANONYMOUS_RATE_PER_MINUTE: '100000',
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -124,6 +132,76 @@ export async function startKura({ env = {}, args = [] } = {}) {
   return { base, token, dataDir, log, stop, pid: child.pid };
 }
 
+// ---- second factors the tests hold for their users ----
+
+const factors = new Map(); // email → { secret, lastStep, recovery: [] }
+
+function base32Decode(s) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of s.replace(/=+$/, '').toUpperCase()) {
+    value = (value << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret for a time step. */
+export function totpAt(secretB32, step) {
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(step));
+  const h = createHmac('sha1', base32Decode(secretB32)).update(msg).digest();
+  const o = h[19] & 15;
+  const n = ((h[o] & 0x7f) << 24) | (h[o + 1] << 16) | (h[o + 2] << 8) | h[o + 3];
+  return String(n % 1_000_000).padStart(6, '0');
+}
+
+export const nowStep = () => Math.floor(Date.now() / 30_000);
+
+/** Remember a user's TOTP secret (the step just used, if any). */
+export function rememberFactor(email, secret, usedStep = 0) {
+  factors.set(email.toLowerCase(), { secret, lastStep: usedStep, recovery: [] });
+}
+
+export function keepRecoveryCodes(email, codes) {
+  const f = factors.get(email.toLowerCase());
+  if (f && codes) f.recovery = [...codes];
+}
+
+/**
+ * A second factor the server has not seen yet: the oldest unused TOTP step
+ * of the accepted window, else a recovery code, else wait for a new step.
+ */
+export async function freshCode(email) {
+  for (let i = 0; i < 3; i++) {
+    const f = factors.get(email.toLowerCase());
+    if (!f) throw new Error(`no second factor known for ${email}`);
+    const now = nowStep();
+    const step = [now - 1, now, now + 1].find((x) => x > f.lastStep);
+    if (step !== undefined) {
+      f.lastStep = step;
+      return { method: 'totp', code: totpAt(f.secret, step) };
+    }
+    if (f.recovery.length) return { method: 'recovery', code: f.recovery.pop() };
+    await new Promise((r) => setTimeout(r, 31_000));
+  }
+  throw new Error(`no fresh second factor for ${email}`);
+}
+
+/** Run `kura <args>` against a test server's data folder. */
+export function kuraCli(server, args) {
+  return execFileSync(KURA_BIN, [...args, '--data-dir', server.dataDir], {
+    env: { ...process.env, KURA_LOG: 'warn' },
+    encoding: 'utf8',
+  });
+}
+
 /** A small REST client holding one session (cookie + CSRF token). */
 export class Api {
   constructor(base) {
@@ -137,7 +215,7 @@ export class Api {
    * One request. `json` sends a JSON body; `body` sends raw bytes. Throws
    * unless the status equals `expect` (when given) or is 2xx.
    */
-  async req(method, p, { json, body, headers = {}, expect } = {}) {
+  async req(method, p, { json, body, headers = {}, expect, any = false } = {}) {
     const h = { ...headers };
     if (this.cookie) h.cookie = `kura_session=${this.cookie}`;
     if (this.csrf && method !== 'GET' && method !== 'HEAD') h['x-csrf-token'] = this.csrf;
@@ -154,7 +232,7 @@ export class Api {
     let data = buf;
     if (ctype.includes('json')) data = buf.length ? JSON.parse(buf.toString('utf8')) : null;
     else if (ctype.startsWith('text/')) data = buf.toString('utf8');
-    const ok = expect !== undefined ? res.status === expect : res.status >= 200 && res.status < 300;
+    const ok = any || (expect !== undefined ? res.status === expect : res.status >= 200 && res.status < 300);
     if (!ok) {
       const shown = Buffer.isBuffer(data) ? `${data.length} bytes` : JSON.stringify(data);
       throw new Error(`${method} ${p} → ${res.status} (expected ${expect ?? '2xx'}): ${shown}`);
@@ -165,14 +243,34 @@ export class Api {
   get(p, o) { return this.req('GET', p, o); }
   post(p, json, o = {}) { return this.req('POST', p, { json, ...o }); }
 
+  /** Sign in as a client does: password, then the second factor (enrolling one where due). */
   async login(email, password = PASSWORD) {
-    const res = await this.post('/api/auth/login', { email, password });
+    let res = await this.req('POST', '/api/auth/login', { json: { email, password }, any: true });
+    if (res.status === 401) res = await this.finishSignIn(email, res.data);
+    else if (res.status !== 200) throw new Error(`login as ${email} → ${res.status}: ${JSON.stringify(res.data)}`);
     const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('kura_session='));
     if (!setCookie) throw new Error('login set no kura_session cookie');
     this.cookie = setCookie.split(';')[0].slice('kura_session='.length);
     this.csrf = res.data.csrf_token;
     this.user = res.data.user;
     return this;
+  }
+
+  async finishSignIn(email, problem) {
+    const challenge = problem.challenge;
+    if (problem.code === 'mfa-required') {
+      const { method, code } = await freshCode(email);
+      return this.post('/api/auth/mfa', { challenge, method, code });
+    }
+    if (problem.code === 'mfa-enrolment-required') {
+      const e = (await this.post('/api/auth/enrol/totp', { challenge })).data;
+      const step = nowStep();
+      rememberFactor(email, e.secret, step);
+      const res = await this.post('/api/auth/enrol/totp/confirm', { challenge, factor_id: e.factor_id, code: totpAt(e.secret, step) });
+      keepRecoveryCodes(email, res.data.recovery_codes);
+      return res;
+    }
+    throw new Error(`unexpected sign-in answer ${JSON.stringify(problem)}`);
   }
 
   /** Upload a new file into a folder; resolves to the node JSON. */
@@ -207,9 +305,15 @@ export async function setupWorld(server) {
     { token: server.token, email: 'root@platform.test', display_name: 'Platform Root', password: PASSWORD },
     { expect: 201 },
   );
+  // Administrators must use passkeys by default; the tests that are not
+  // about passkeys sign them in with TOTP (passkey.test.mjs keeps the rule).
+  kuraCli(server, ['admin', 'set-policy', '--org', 'platform', '--json', '{"webauthn_for_admins": false}']);
   await root.login('root@platform.test');
   const orgA = (await root.post('/api/admin/orgs', { name: 'Agency A', slug: 'agency-a' })).data;
   const orgB = (await root.post('/api/admin/orgs', { name: 'Vendor B', slug: 'vendor-b' })).data;
+  for (const o of [orgA, orgB]) {
+    await root.req('PUT', `/api/orgs/${o.id}/policy`, { json: { webauthn_for_admins: false } });
+  }
   const users = {
     aAdmin: { email: 'alice.admin@agency-a.test', display_name: 'Alice Admin', org: orgA, org_admin: true },
     aUser: { email: 'aki.user@agency-a.test', display_name: 'Aki User', org: orgA, org_admin: false },
@@ -225,6 +329,8 @@ export async function setupWorld(server) {
     u.id = created.data.id;
     u.password = PASSWORD;
   }
+  // Everyone enrols an authenticator app at a first sign-in, as a person would.
+  for (const u of [users.aUser, users.bUser]) await new Api(base).login(u.email);
   const admin = await new Api(base).login(users.aAdmin.email);
   const project = (await admin.post('/api/projects', { name: 'Harbor Tower' })).data;
   await admin.post(`/api/projects/${project.id}/members`, { email: users.aUser.email, role: 'member' });
@@ -262,7 +368,7 @@ function watchPage(context, page) {
   });
 }
 
-/** Sign in through the login form and wait for the home page. */
+/** Sign in through the login form (password, then the TOTP code) and wait for the home page. */
 export async function signIn(page, base, email, password = PASSWORD) {
   await page.goto(`${base}/login`);
   await page.fill('#email', email);
@@ -271,7 +377,33 @@ export async function signIn(page, base, email, password = PASSWORD) {
     page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/login'),
     page.click('form[action="/login"] button[type="submit"]'),
   ]);
-  const res = await req.response();
+  let res = await req.response();
+  await page.waitForLoadState();
+  if (res.status() === 200 && (await page.locator('form[action="/login/factor"] #code').count())) {
+    const { method, code } = await freshCode(email);
+    if (method === 'recovery') {
+      await page.click('details summary');
+      await page.fill('#recovery', code);
+    } else {
+      await page.fill('#code', code);
+    }
+    const [r2] = await Promise.all([
+      page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/login/factor'),
+      page.click(method === 'recovery' ? 'details form button[type="submit"]' : 'form[action="/login/factor"] button.primary'),
+    ]);
+    res = await r2.response();
+  } else if (res.status() === 200 && (await page.locator('#totp-secret').count())) {
+    const secret = (await page.textContent('#totp-secret')).trim();
+    const step = nowStep();
+    rememberFactor(email, secret, step);
+    await page.fill('#code', totpAt(secret, step));
+    await page.click('form[action="/login/enrol"] button[type="submit"]');
+    await page.waitForSelector('#recovery-codes');
+    keepRecoveryCodes(email, await page.$$eval('#recovery-codes li', (l) => l.map((x) => x.textContent)));
+    await page.click('a.button.primary');
+    await page.waitForURL(`${base}/`);
+    return;
+  }
   if (res.status() !== 303) {
     await page.waitForLoadState();
     const heading = await page.textContent('h1').catch(() => '?');

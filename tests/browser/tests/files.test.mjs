@@ -149,7 +149,7 @@ describe('file details, trash and versions', () => {
     const cur = await page.request.get(`${server.base}/api/projects/${world.project.id}/files/${file.id}/content`);
     assert.ok((await cur.body()).equals(v1));
     const v2row = page.locator('table.versions tbody tr', { has: page.locator('td:first-child', { hasText: /^2$/ }) });
-    const href = await v2row.locator('a[download]').getAttribute('href');
+    const href = await v2row.locator('a[data-download]').getAttribute('href');
     const old2 = await page.request.get(server.base + href);
     assert.ok((await old2.body()).equals(v2));
   });

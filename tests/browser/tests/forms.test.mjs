@@ -5,7 +5,7 @@
 
 import { describe, it as test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startKura, setupWorld, launchBrowser, newContext, Api, PASSWORD } from '../lib/server.mjs';
+import { startKura, setupWorld, launchBrowser, newContext, Api, PASSWORD, freshCode } from '../lib/server.mjs';
 
 describe('form posts from the browser', () => {
   let server, world, browser;
@@ -47,7 +47,14 @@ describe('form posts from the browser', () => {
     // Origin: null; the server accepts that with a valid token.
     assert.equal(login.headers()['referrer-policy'], 'no-referrer');
     assert.ok(['null', server.base].includes(got.origin), `origin ${got.origin}`);
-    assert.deepEqual({ status: got.status, landed: got.landed }, { status: 303, landed: '/' });
+    // The password alone signs nobody in: the second-factor page follows.
+    assert.deepEqual({ status: got.status, landed: got.landed }, { status: 200, landed: '/login' });
+    assert.deepEqual(await context.cookies().then((c) => c.filter((x) => x.name === 'kura_session')), []);
+    const { code } = await freshCode(world.users.aUser.email);
+    await page.fill('#code', code);
+    const done = await submit(page, 'form[action="/login/factor"] button.primary');
+    assert.ok(['null', server.base].includes(done.origin), `origin ${done.origin}`);
+    assert.deepEqual({ status: done.status, landed: done.landed }, { status: 303, landed: '/' });
     await context.close();
   });
 

@@ -221,7 +221,7 @@ describe('sign in, upload and download', () => {
     const row = page.locator('table.files tbody tr', { has: page.locator('td.name a:text-is("site-plan.pdf")') });
     const [download] = await Promise.all([
       page.waitForEvent('download'),
-      row.locator('td.actions a[download]').click(),
+      row.locator('td.actions a[data-download]').click(),
     ]);
     assert.equal(download.suggestedFilename(), 'site-plan.pdf');
     const got = await readFile(await download.path());
@@ -232,7 +232,7 @@ describe('sign in, upload and download', () => {
   it('downloads with the page session (Japanese name, dropped binary)', async () => {
     for (const [name, want] of [['見積書 2026.xlsx', picked[2].buffer], ['dropped-b.bin', dropped[1].bytes]]) {
       const row = page.locator('table.files tbody tr', { has: page.locator(`td.name a:text-is("${name}")`) });
-      const href = await row.locator('td.actions a[download]').getAttribute('href');
+      const href = await row.locator('td.actions a[data-download]').getAttribute('href');
       assert.match(href, new RegExp(`^/api/projects/${world.project.id}/files/[0-9a-f-]+/content$`));
       const res = await page.request.get(server.base + href);
       assert.equal(res.status(), 200);

@@ -252,6 +252,7 @@ async fn download(
     ApiPath((p, file)): ApiPath<(ProjectId, NodeId)>,
     ApiQuery(q): ApiQuery<DownloadQuery>,
     method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let g = s.project_grant::<Read>(&a.actor, &a.ctx, p).await?;
@@ -334,8 +335,27 @@ async fn download(
         };
         return meta.response(Body::empty());
     }
-    s.admit_download(&a.actor, &a.ctx, g.org_id(), served, start == 0)
-        .await?;
+    if let Err(e) = s
+        .admit_download(&a.actor, &a.ctx, g.org_id(), served, start == 0)
+        .await
+    {
+        // A browser following a Download link gets the step-up page, which
+        // returns here once the factor is confirmed.
+        let browser = matches!(a.actor.credential, kura_core::Credential::Session(_))
+            && headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"));
+        if e.code == "step-up-required" && browser {
+            let back = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            return Ok(axum::response::Redirect::to(&format!(
+                "/step-up?next={}",
+                crate::web::urlencode(back)
+            ))
+            .into_response());
+        }
+        return Err(e);
+    }
     // The record of this read is durable before any byte leaves.
     s.record(
         &a.ctx,

@@ -412,7 +412,26 @@ pub async fn step_up_submit(
         return Ok(r);
     }
     let (token, _) = stepped_up(&s, &me.actor, &w.ctx, &f.method).await.web(&w)?;
+    if next.starts_with("/api/") {
+        // A download: the page says so and starts it; the user stays here.
+        let mut r = html(&StepUpDone {
+            l: w.layout(w.t.t("stepup.done").into()),
+            next,
+        });
+        r.headers_mut().insert(
+            header::SET_COOKIE,
+            crate::api::signin::session_cookie(&s, &token).map_err(|e| w.error(e))?,
+        );
+        return Ok(r);
+    }
     signed_in_redirect(&s, &w, &token, &next)
+}
+
+#[derive(Template)]
+#[template(path = "step_up_done.html")]
+struct StepUpDone {
+    l: Layout,
+    next: String,
 }
 
 // ---- account page: factors ----
