@@ -165,6 +165,29 @@ pub async fn totp_begin(
     })
 }
 
+/// The enrolment still waiting for its first code, shown again after a
+/// mistyped code (the user scanned this one).
+pub async fn totp_pending(
+    db: &Db,
+    keys: &Keyring,
+    user: UserId,
+    account: &str,
+) -> Result<Option<TotpEnrolment>> {
+    let Some((id, org, sealed, _)) = totp_rows(db, user, false).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let secret = keys
+        .org_key(db, org)
+        .await?
+        .open_secret(&sealed, &factor_context(id))?;
+    let totp = totp_for(secret.to_vec(), account)?;
+    Ok(Some(TotpEnrolment {
+        factor_id: id,
+        secret_base32: totp.get_secret_base32(),
+        otpauth_uri: totp.get_url(),
+    }))
+}
+
 /// The time step `code` belongs to (now, or one step either side for clock
 /// skew), compared in constant time.
 fn matching_step(totp: &TOTP, code: &str, now_secs: u64) -> Option<i64> {

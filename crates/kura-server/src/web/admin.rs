@@ -22,6 +22,7 @@ pub struct UserRow {
     pub name: String,
     pub admin: bool,
     pub disabled: bool,
+    pub locked: bool,
     pub is_me: bool,
 }
 
@@ -42,13 +43,14 @@ struct OrgPage {
     users: Vec<UserRow>,
     projects: Vec<ProjectRow>,
     message: Option<String>,
+    policy: super::org_security::PolicyView,
 }
 
 fn oid(w: &Web, o: &str) -> Result<OrgId, WebError> {
     o.parse().map_err(|_| w.error(ApiError::not_found()))
 }
 
-async fn render_org(
+pub(crate) async fn render_org(
     s: &AppState,
     w: &Web,
     org: OrgId,
@@ -98,6 +100,7 @@ async fn render_org(
                 name: u.display_name.clone(),
                 admin: u.org_admin,
                 disabled: u.disabled,
+                locked: u.locked,
                 is_me: u.id == me.actor.user_id,
             })
             .collect(),
@@ -110,6 +113,7 @@ async fn render_org(
             })
             .collect(),
         message,
+        policy: (&kura_store::org_policy::get(&s.store.db, org).await.web(w)?).into(),
     };
     let mut r = html(&page);
     *r.status_mut() = status;

@@ -120,16 +120,26 @@ pub async fn enrol_page(
         let p = signin::pending(s, &w.ctx, challenge, Purpose::Enrol)
             .await
             .web(w)?;
-        let e = mfa::totp_begin(
-            &s.store.db,
-            &s.store.keys,
-            p.user.id,
-            p.user.org_id,
-            &p.user.email,
-            "Authenticator app",
-        )
-        .await
-        .web(w)?;
+        // After a mistyped code the same key is shown again (it was scanned).
+        let again = match error {
+            Some(_) => mfa::totp_pending(&s.store.db, &s.store.keys, p.user.id, &p.user.email)
+                .await
+                .web(w)?,
+            None => None,
+        };
+        let e = match again {
+            Some(e) => e,
+            None => mfa::totp_begin(
+                &s.store.db,
+                &s.store.keys,
+                p.user.id,
+                p.user.org_id,
+                &p.user.email,
+                "Authenticator app",
+            )
+            .await
+            .web(w)?,
+        };
         Some(TotpSetup {
             factor_id: e.factor_id.to_string(),
             secret: e.secret_base32,

@@ -15,6 +15,7 @@ pub mod i18n;
 mod login;
 mod members;
 mod mfa;
+mod org_security;
 mod pages;
 
 use crate::auth::{cookie_value, RequestId, SESSION_COOKIE};
@@ -80,6 +81,18 @@ pub fn router() -> Router<AppState> {
         .route("/orgs/{o}/users/{u}/disable", post(admin::disable_user))
         .route("/orgs/{o}/users/{u}/enable", post(admin::enable_user))
         .route("/orgs/{o}/users/{u}/password", post(admin::reset_password))
+        .route("/orgs/{o}/users/{u}/lock", post(org_security::lock))
+        .route("/orgs/{o}/users/{u}/unlock", post(org_security::unlock))
+        .route(
+            "/orgs/{o}/users/{u}/reset-mfa",
+            post(org_security::reset_mfa),
+        )
+        .route(
+            "/orgs/{o}/users/{u}/revoke-sessions",
+            post(org_security::revoke_user),
+        )
+        .route("/orgs/{o}/revoke-sessions", post(org_security::revoke_org))
+        .route("/orgs/{o}/policy", post(org_security::set_policy))
         .route("/audit", get(admin::audit))
         .route("/audit.csv", get(admin::audit_csv))
         .route("/account", get(account::page))
