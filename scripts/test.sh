@@ -64,6 +64,8 @@ cargo --version
 # The TLS test makes a certificate with openssl and talks HTTPS with curl.
 command -v openssl >/dev/null || apt_install openssl
 command -v curl >/dev/null || apt_install curl
+# The email tests talk to a real SMTP server: Python's aiosmtpd.
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

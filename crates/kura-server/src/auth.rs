@@ -172,6 +172,20 @@ fn rejected_reason(r: sessions::Rejected) -> &'static str {
 }
 
 pub(crate) async fn refuse(state: &AppState, ctx: &AuditCtx, r: sessions::Rejected) -> ApiError {
+    // A refused credential is an anonymous request: it draws on the same
+    // per-address budget, so made-up cookies cannot dodge the limit.
+    if let Some(ip) = ctx.ip.as_deref().and_then(|i| i.parse().ok()) {
+        if let Err(wait) = state.anonymous_limiter.check(ip) {
+            state.metrics.rate_limited.inc();
+            let mut e = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("too many requests from your address: try again in {wait} seconds"),
+            );
+            e.retry_after = Some(wait);
+            return e;
+        }
+    }
     if r != sessions::Rejected::Unknown {
         audit_refusal(state, ctx, rejected_reason(r), None).await;
     }

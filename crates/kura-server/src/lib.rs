@@ -6,8 +6,10 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod mailer;
 pub mod metrics;
 pub mod middleware;
+pub mod notices;
 pub mod ops;
 pub mod passkeys;
 pub mod ratelimit;

@@ -24,6 +24,11 @@ fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<
         && (path == "/api/auth/login"
             || path.starts_with("/api/auth/mfa")
             || path.starts_with("/api/auth/enrol")
+            || path.starts_with("/api/auth/password-reset")
+            || path.starts_with("/api/auth/step-up")
+            || path == "/step-up"
+            || path == "/forgot"
+            || path == "/reset-password"
             || path == "/api/bootstrap"
             || path == "/login"
             || path.starts_with("/login/"));
@@ -46,7 +51,19 @@ fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<
         format!("too many requests from your address: try again in {wait} seconds"),
     );
     e.retry_after = Some(wait);
-    Some(e.into_response())
+    if path.starts_with("/api/") {
+        return Some(e.into_response());
+    }
+    let mut r = (
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        axum::response::Html(format!(
+            "<!doctype html><title>Too many requests · Kura</title><h1>Too many requests</h1><p>Try again in {wait} seconds. / {wait} 秒後にもう一度お試しください。</p>"
+        )),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    Some(r)
 }
 
 async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> Response {

@@ -134,6 +134,9 @@ pub async fn password_step(
         let (_, locked_now) = throttle::failed(db, ctx, email, account).await?;
         s.record(ctx, fail_ev).await?;
         if locked_now {
+            if let Some((u, _)) = &found {
+                crate::notices::locked(s, u, "too many failed sign-ins");
+            }
             return Err(locked());
         }
         return Err(failed_credentials());
@@ -233,7 +236,10 @@ pub async fn pending(
         return Err(challenge_invalid());
     };
     let user = users::get_any(&s.store.db, challenge.user_id).await?;
-    if user.disabled || user.locked {
+    if user.disabled {
+        return Err(challenge_invalid());
+    }
+    if user.locked {
         return Err(locked());
     }
     let policy = org_policy::get(&s.store.db, user.org_id).await?;
@@ -274,6 +280,9 @@ pub async fn factor_failed(s: &AppState, p: &Pending, method: &str) -> ApiResult
         .org(p.user.org_id)
         .detail(json!({"method": method}));
     s.record(&p.ctx, ev).await?;
+    if locked_now {
+        crate::notices::locked(s, &p.user, "too many failed sign-ins");
+    }
     Ok(if locked_now {
         locked()
     } else {
@@ -322,6 +331,12 @@ async fn finish(
         amr,
     )
     .await?;
+    let ip = ctx.ip.clone().unwrap_or_default();
+    let ua = ctx.user_agent.clone().unwrap_or_default();
+    if kura_store::password_resets::is_new_device(db, user.id, &ip, &ua, sess.id).await? {
+        let when = kura_store::time::rfc3339(kura_store::time::now_micros());
+        crate::notices::new_sign_in(s, user, &ip, &ua, &when);
+    }
     Ok(sess)
 }
 

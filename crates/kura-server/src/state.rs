@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub signin_rate_per_minute: u32,
     /// Other requests without a credential, per client address per minute.
     pub anonymous_rate_per_minute: u32,
+    /// The SMTP relay for email to users; none: emails are only logged.
+    pub mail: Option<crate::mailer::MailConfig>,
 }
 
 #[derive(Clone)]
@@ -49,6 +51,7 @@ pub struct AppState {
     pub signin_limiter: Arc<RateLimiter>,
     pub anonymous_limiter: Arc<RateLimiter>,
     pub downloads: Arc<DownloadWindow>,
+    pub mailer: Option<Arc<crate::mailer::Mailer>>,
 }
 
 impl AppState {
@@ -66,7 +69,18 @@ impl AppState {
         let hashers = std::thread::available_parallelism()
             .map(|n| (n.get() / 2).max(1))
             .unwrap_or(1);
+        let mailer = config
+            .mail
+            .clone()
+            .and_then(|m| match crate::mailer::Mailer::start(m) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::error!(error = %e, "email is unavailable");
+                    None
+                }
+            });
         Self {
+            mailer,
             signin_limiter: Arc::new(RateLimiter::per_minute(config.signin_rate_per_minute)),
             anonymous_limiter: Arc::new(RateLimiter::per_minute(config.anonymous_rate_per_minute)),
             downloads: Arc::new(DownloadWindow::default()),

@@ -55,6 +55,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_zero_trust.sql"),
         postgres: include_str!("../migrations/postgres/0004_zero_trust.sql"),
     },
+    Migration {
+        version: 5,
+        name: "password_resets",
+        sqlite: include_str!("../migrations/sqlite/0005_password_resets.sql"),
+        postgres: include_str!("../migrations/postgres/0005_password_resets.sql"),
+    },
 ];
 
 impl Db {

@@ -19,6 +19,7 @@ pub mod mfa;
 pub mod nodes;
 pub mod org_policy;
 pub mod orgs;
+pub mod password_resets;
 pub mod projects;
 pub mod sessions;
 pub mod throttle;

@@ -55,6 +55,17 @@ impl Amr {
             Self::Federated => "fed",
         }
     }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "pwd otp" => Self::PasswordOtp,
+            "pwd hwk" => Self::PasswordHwk,
+            "pwd rec" => Self::PasswordRecovery,
+            "fed mfa" => Self::FederatedMfa,
+            "fed" => Self::Federated,
+            _ => Self::Password,
+        }
+    }
+
     pub fn is_mfa(self) -> bool {
         !matches!(self, Self::Password | Self::Federated)
     }
@@ -191,7 +202,7 @@ pub async fn resolve_session(
     ip: &str,
 ) -> Result<Result<Resolved, Rejected>> {
     let row = sqlx::query(&format!(
-        "SELECT c.id, c.user_id, c.csrf_digest, c.created_at, c.last_seen_at, c.absolute_expires_at, c.revoked_at, c.mfa_at, \
+        "SELECT c.id, c.user_id, c.csrf_digest, c.created_at, c.last_seen_at, c.absolute_expires_at, c.revoked_at, c.mfa_at, c.amr, \
          {ACCOUNT_COLS} FROM sessions c {ACCOUNT_JOIN} WHERE c.token_digest = $1"
     ))
     .bind(token_digest(token))
@@ -222,7 +233,9 @@ pub async fn resolve_session(
         Credential::Session(id),
         &org_policy,
         ip,
-        mfa_at.is_some(),
+        // The session holds a second factor only if one was presented; a
+        // password re-entry (step-up without factors) renews freshness only.
+        Amr::parse(&r.str("amr")?).is_mfa(),
         fresh,
     )? {
         Ok(a) => a,
@@ -283,12 +296,21 @@ pub async fn rotate_after_step_up(
     let token = random_token("kses");
     let csrf = kura_crypto::secrets::csrf_for(&token);
     let mut tx = db.write.begin().await?;
-    let n = sqlx::query("UPDATE sessions SET token_digest = $1, csrf_digest = $2, mfa_at = $3 WHERE id = $4 AND user_id = $5 AND revoked_at IS NULL")
+    // A factor presented now upgrades a password-only session; a password
+    // re-entry keeps its amr (fresh, but still one factor).
+    let upgraded = match method {
+        "totp" => Some(Amr::PasswordOtp),
+        "webauthn" => Some(Amr::PasswordHwk),
+        "recovery" => Some(Amr::PasswordRecovery),
+        _ => None,
+    };
+    let n = sqlx::query("UPDATE sessions SET token_digest = $1, csrf_digest = $2, mfa_at = $3, amr = COALESCE($6, amr) WHERE id = $4 AND user_id = $5 AND revoked_at IS NULL")
         .bind(token_digest(&token))
         .bind(token_digest(&csrf))
         .bind(now_micros())
         .bind(id.to_string())
         .bind(user.to_string())
+        .bind(upgraded.map(Amr::as_str))
         .execute(&mut *tx)
         .await?
         .rows_affected();

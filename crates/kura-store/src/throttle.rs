@@ -99,7 +99,9 @@ pub async fn failed(
         .fetch_one(&mut *tx)
         .await?
         .int("failures")?;
-    let mut locked_now = false;
+    // Unknown emails answer "locked" from the same count as the default
+    // policy, so a lock alone does not reveal which accounts exist.
+    let mut locked_now = account.is_none() && failures >= DEFAULT_THRESHOLD;
     if let Some((user, org, threshold)) = account {
         if failures >= threshold {
             let n =
@@ -111,6 +113,7 @@ pub async fn failed(
                     .rows_affected();
             if n == 1 {
                 locked_now = true;
+                crate::sessions::revoke_all_credentials_tx(&mut tx, user).await?;
                 let ev = AuditEvent::new("auth.lock", Outcome::Success)
                     .org(org)
                     .detail(serde_json::json!({"user_id": user, "failures": failures, "reason": "failed_sign_ins"}));

@@ -237,6 +237,9 @@ pub async fn update(
             .execute(&mut *tx)
             .await?;
     }
+    if c.org_admin == Some(true) {
+        reopen_passkey_enrolment_tx(&mut tx, id).await?;
+    }
     if c.disabled == Some(true) {
         // A disabled account loses every session and token for good.
         crate::sessions::revoke_all_credentials_tx(&mut tx, id).await?;
@@ -300,6 +303,21 @@ pub async fn reset_password(
 ) -> Result<()> {
     require(g, OrgAction::ManageUsers)?;
     set_password_hash(db, g.org_id(), ctx, id, hash, "user.password_reset").await
+}
+
+/// A new administrator without a passkey may register one at the next
+/// sign-in (admins need WebAuthn by default): the promotion reopens the
+/// enrolment window, as a new account's creation does.
+async fn reopen_passkey_enrolment_tx(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: UserId,
+) -> Result<()> {
+    sqlx::query("UPDATE users SET mfa_enrol_until = $1 WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM mfa_factors WHERE user_id = $2 AND kind = 'webauthn' AND confirmed = 1)")
+        .bind(now_micros() + ENROL_WINDOW_SECS * crate::time::MICROS_PER_SEC)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Remove a user's factors and recovery codes, reopen enrolment for the
@@ -460,6 +478,9 @@ pub async fn set_account_roles(
                 .execute(&mut *tx)
                 .await?;
         }
+    }
+    if org_admin == Some(true) || platform_admin == Some(true) {
+        reopen_passkey_enrolment_tx(&mut tx, id).await?;
     }
     if disabled == Some(true) {
         crate::sessions::revoke_all_credentials_tx(&mut tx, id).await?;

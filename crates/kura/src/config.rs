@@ -35,6 +35,15 @@ pub struct Config {
     pub public_url: Option<String>,
     pub signin_rate_per_minute: u32,
     pub anonymous_rate_per_minute: u32,
+    /// SMTP relay for email to users (reset links, new sign-in and lock notices).
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// starttls (default), tls, or none (a relay on loopback only).
+    pub smtp_tls: String,
+    pub smtp_from: Option<String>,
+    pub smtp_username: Option<String>,
+    /// A file holding the SMTP password (never the environment).
+    pub smtp_password_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -62,6 +71,12 @@ impl Default for Config {
             public_url: None,
             signin_rate_per_minute: 20,
             anonymous_rate_per_minute: 600,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_tls: "starttls".into(),
+            smtp_from: None,
+            smtp_username: None,
+            smtp_password_file: None,
         }
     }
 }
@@ -141,6 +156,24 @@ impl Config {
         if let Some(v) = parse_env("KURA_DEFAULT_QUOTA_BYTES")? {
             c.default_quota_bytes = v;
         }
+        if let Some(v) = env("KURA_SMTP_HOST") {
+            c.smtp_host = Some(v);
+        }
+        if let Some(v) = parse_env("KURA_SMTP_PORT")? {
+            c.smtp_port = v;
+        }
+        if let Some(v) = env("KURA_SMTP_TLS") {
+            c.smtp_tls = v;
+        }
+        if let Some(v) = env("KURA_SMTP_FROM") {
+            c.smtp_from = Some(v);
+        }
+        if let Some(v) = env("KURA_SMTP_USERNAME") {
+            c.smtp_username = Some(v);
+        }
+        if let Some(v) = env("KURA_SMTP_PASSWORD_FILE") {
+            c.smtp_password_file = Some(v.into());
+        }
         if let Some(v) = env("KURA_PUBLIC_URL") {
             c.public_url = Some(v);
         }
@@ -185,6 +218,36 @@ impl Config {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+    }
+
+    /// The SMTP relay, when one is configured.
+    pub fn mail(&self) -> Result<Option<kura_server::mailer::MailConfig>> {
+        let Some(host) = self.smtp_host.clone() else {
+            return Ok(None);
+        };
+        let Some(from) = self.smtp_from.clone() else {
+            bail!("smtp_from is required with smtp_host");
+        };
+        if !["starttls", "tls", "none"].contains(&self.smtp_tls.as_str()) {
+            bail!("smtp_tls must be starttls, tls or none");
+        }
+        let password = match &self.smtp_password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("smtp_password_file {}", p.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(Some(kura_server::mailer::MailConfig {
+            host,
+            port: self.smtp_port,
+            tls: self.smtp_tls.clone(),
+            from,
+            username: self.smtp_username.clone(),
+            password,
+        }))
     }
 
     /// The public address, defaulting to this machine's name for the listener.

@@ -77,6 +77,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             public_url: c.public_url(),
             signin_rate_per_minute: c.signin_rate_per_minute,
             anonymous_rate_per_minute: c.anonymous_rate_per_minute,
+            mail: c.mail()?,
         },
     );
     state.metrics.set_forward_stats(kura_store::forward::start(
@@ -227,5 +228,9 @@ async fn announce_bootstrap(store: &kura_store::Store, c: &Config) -> Result<()>
     println!("kura: no platform administrator exists yet. One-time bootstrap token:");
     println!("kura: bootstrap-token {token}");
     println!("kura: create the administrator with: curl -X POST {scheme}://{}/api/bootstrap -H 'content-type: application/json' -d '{{\"token\":\"{token}\",\"email\":\"you@example.org\",\"display_name\":\"Your Name\",\"password\":\"…\"}}'", c.listen);
+    println!(
+        "kura: then sign in at {}/login and register a passkey (administrators need one; passkeys need this host name, not an IP address)",
+        c.public_url().trim_end_matches('/')
+    );
     Ok(())
 }

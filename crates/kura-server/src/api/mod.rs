@@ -9,6 +9,7 @@ mod audit;
 mod factors;
 mod files;
 mod org_security;
+pub(crate) mod password_reset;
 mod projects;
 pub(crate) mod signin;
 pub(crate) mod transfer;
@@ -83,6 +84,7 @@ pub fn routes() -> (Router<AppState>, Router<AppState>, Value) {
     let public = signin::routes(Api::new());
     let public = account::routes(public);
     let public = factors::routes(public);
+    let public = password_reset::routes(public);
     let public = projects::routes(public);
     let public = files::routes(public);
     let public = transfer::routes(public);

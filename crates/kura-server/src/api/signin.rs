@@ -456,6 +456,23 @@ pub(crate) async fn step_up_failed(
         .org(actor.org_id)
         .detail(json!({"method": method}));
     s.record(ctx, ev).await?;
+    // Guessing codes with a stolen session counts toward the account's lock.
+    let p = as_pending(s, actor, ctx).await?;
+    let (_, locked_now) = kura_store::throttle::failed(
+        &s.store.db,
+        ctx,
+        &p.user.email,
+        Some((
+            p.user.id,
+            p.user.org_id,
+            i64::from(p.policy.lockout_threshold),
+        )),
+    )
+    .await?;
+    if locked_now {
+        crate::notices::locked(s, &p.user, "too many failed confirmations");
+        return Ok(signin::locked());
+    }
     Ok(ApiError::new(
         StatusCode::UNAUTHORIZED,
         "invalid-code",

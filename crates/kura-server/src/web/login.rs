@@ -20,11 +20,13 @@ struct LoginPage {
     email: String,
     error: Option<String>,
     login_token: String,
+    reset_done: bool,
 }
 
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    reset: Option<String>,
 }
 
 /// Only local paths: never an open redirect.
@@ -57,6 +59,16 @@ pub(crate) fn login_token_cookie(token: &str) -> axum::http::HeaderValue {
 }
 
 pub(crate) fn login_page(w: &Web, next: String, email: String, error: Option<String>) -> Response {
+    render_login(w, next, email, error, false)
+}
+
+fn render_login(
+    w: &Web,
+    next: String,
+    email: String,
+    error: Option<String>,
+    reset_done: bool,
+) -> Response {
     let token = kura_crypto::random_token("klogin");
     let mut r = html(&LoginPage {
         l: w.layout(w.t.t("login.title").into()),
@@ -64,6 +76,7 @@ pub(crate) fn login_page(w: &Web, next: String, email: String, error: Option<Str
         email,
         error,
         login_token: token.clone(),
+        reset_done,
     });
     r.headers_mut()
         .insert(header::SET_COOKIE, login_token_cookie(&token));
@@ -74,7 +87,13 @@ pub async fn form(w: Web, Query(q): Query<NextQuery>) -> Response {
     if w.me.is_some() {
         return see_other(&safe_next(q.next.as_deref()));
     }
-    login_page(&w, safe_next(q.next.as_deref()), String::new(), None)
+    render_login(
+        &w,
+        safe_next(q.next.as_deref()),
+        String::new(),
+        None,
+        q.reset.is_some(),
+    )
 }
 
 #[derive(Deserialize)]

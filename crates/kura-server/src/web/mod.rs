@@ -17,6 +17,7 @@ mod members;
 mod mfa;
 mod org_security;
 mod pages;
+mod password_reset;
 
 use crate::auth::{cookie_value, RequestId, SESSION_COOKIE};
 use crate::error::ApiError;
@@ -43,6 +44,14 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(assets::serve))
         .route("/login", get(login::form).post(login::submit))
         .route("/login/factor", post(mfa::factor_submit))
+        .route(
+            "/forgot",
+            get(password_reset::forgot_form).post(password_reset::forgot_submit),
+        )
+        .route(
+            "/reset-password",
+            get(password_reset::reset_form).post(password_reset::reset_submit),
+        )
         .route("/login/enrol", post(mfa::enrol_submit))
         .route("/step-up", get(mfa::step_up).post(mfa::step_up_submit))
         .route("/account/factors/totp", post(mfa::add_totp))

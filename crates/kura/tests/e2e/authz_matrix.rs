@@ -181,7 +181,9 @@ async fn build(
         | "add_webauthn"
         | "rename_factor"
         | "remove_factor"
-        | "new_recovery_codes" => return None,
+        | "new_recovery_codes"
+        | "request_password_reset"
+        | "confirm_password_reset" => return None,
         // Ends every session of the organization, the matrix's actors
         // included: its authorization is tested in zero_trust.
         "revoke_org_sessions" => return None,

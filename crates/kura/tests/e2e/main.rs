@@ -12,6 +12,7 @@ mod files;
 mod forwarding;
 mod harness;
 mod operations;
+mod smtp;
 mod zero_trust;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,4 +123,9 @@ async fn zero_trust_networks_step_up_revocation_passwords() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_trust_rate_limits() {
     zero_trust::rate_limits_per_address().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_trust_email_reset_and_notices() {
+    zero_trust::email_reset_and_notices().await;
 }

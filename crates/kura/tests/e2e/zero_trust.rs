@@ -805,3 +805,170 @@ pub async fn rate_limits_per_address() {
     );
     assert_eq!(root.get("/api/me").await.0, StatusCode::OK);
 }
+
+pub async fn email_reset_and_notices() {
+    let smtp = crate::smtp::SmtpSink::start();
+    let server = TestServer::start(ServerOpts {
+        env: vec![
+            ("KURA_SMTP_HOST".into(), "127.0.0.1".into()),
+            ("KURA_SMTP_PORT".into(), smtp.port.to_string()),
+            ("KURA_SMTP_TLS".into(), "none".into()),
+            ("KURA_SMTP_FROM".into(), "Kura <kura@example.org>".into()),
+            ("KURA_PUBLIC_URL".into(), "https://kura.example.org".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let root = server.bootstrap().await;
+    let org = root.create_org(&unique("agency"), None).await;
+    let admin = root.create_user(&org, "admin", true).await;
+    let u = admin.create_user(&org, "user", false).await;
+    let anon = root.anonymous();
+
+    // Asking for a reset answers the same for real and unknown accounts.
+    let (st1, b1) = anon
+        .json(
+            Method::POST,
+            "/api/auth/password-reset",
+            json!({"email": u.email()}),
+        )
+        .await;
+    let (st2, b2) = anon
+        .json(
+            Method::POST,
+            "/api/auth/password-reset",
+            json!({"email": "nobody@example.org"}),
+        )
+        .await;
+    assert_eq!((st1, &b1), (StatusCode::ACCEPTED, &b2));
+    assert_eq!(st2, StatusCode::ACCEPTED);
+    let mail = smtp.wait_for(&u.email(), "reset your password").await;
+    assert!(mail.body.contains("パスワード"), "English and Japanese");
+    let token = mail
+        .body
+        .split("https://kura.example.org/reset-password?token=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a reset link")
+        .to_string();
+    // Password rules apply; a good new password ends every session.
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/password-reset/confirm",
+            json!({"token": token, "password": "password1234"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let new_pw = "a brand new passphrase";
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/password-reset/confirm",
+            json!({"token": token, "password": new_pw}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(
+        u.get("/api/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "sessions end"
+    );
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/password-reset/confirm",
+            json!({"token": token, "password": "another new passphrase"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("reset-token-invalid")),
+        "a token works once"
+    );
+    // The reset opened nothing by itself: the second factor is still due.
+    let (st, v, cookie) = raw_login(&anon, &u.email(), new_pw).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("mfa-required"))
+    );
+    assert!(!cookie);
+    // An expired token is refused too.
+    let (st, _) = anon
+        .json(
+            Method::POST,
+            "/api/auth/password-reset",
+            json!({"email": u.email()}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let mut c = db(&server).await;
+    sqlx::query("UPDATE password_resets SET expires_at = 1 WHERE used_at IS NULL")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let second = loop {
+        let all: Vec<_> = smtp
+            .messages()
+            .into_iter()
+            .filter(|m| m.subject.contains("reset your password"))
+            .collect();
+        if all.len() >= 2 {
+            break all[1].body.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "second reset email");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let token2 = second
+        .split("reset-password?token=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (st, v) = anon
+        .json(
+            Method::POST,
+            "/api/auth/password-reset/confirm",
+            json!({"token": token2, "password": "yet another passphrase"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("reset-token-invalid"))
+    );
+
+    // A sign-in from a new device is announced to the account's owner.
+    let u2 = anon.login(&u.email(), new_pw).await;
+    let other = reqwest::Client::builder()
+        .user_agent("Unfamiliar/9.9")
+        .build()
+        .unwrap();
+    let r = other
+        .post(format!("{}/api/auth/login", anon.base))
+        .json(&json!({"email": u.email(), "password": new_pw}))
+        .send()
+        .await
+        .unwrap();
+    let problem: Value = r.json().await.unwrap();
+    let r = crate::factors::finish_sign_in(&other, &anon.base, &u.email(), &problem).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let notice = smtp.wait_for(&u.email(), "new sign-in").await;
+    assert!(notice.body.contains("Unfamiliar/9.9"), "{}", notice.body);
+    assert_eq!(u2.get("/api/me").await.0, StatusCode::OK);
+
+    // A lock is announced too.
+    let (st, _) = admin
+        .json(
+            Method::PUT,
+            &format!("/api/orgs/{org}/policy"),
+            json!({"webauthn_for_admins": false, "lockout_threshold": 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, _) = raw_login(&anon, &u.email(), "definitely not it").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    smtp.wait_for(&u.email(), "locked").await;
+    // No email was sent for the unknown address.
+    assert!(smtp.messages().iter().all(|m| !m.to.contains("nobody@")));
+}

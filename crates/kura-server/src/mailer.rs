@@ -1,0 +1,138 @@
+//! Email to users (password reset links, new sign-in notices, lock
+//! notices) through an SMTP relay with lettre. Messages are queued and sent
+//! by one background task, so no request waits for the mail server; a full
+//! queue or a failed delivery is logged and counted, never fatal.
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    pub host: String,
+    pub port: u16,
+    /// "starttls" (default), "tls" (implicit TLS), or "none" (loopback relays only).
+    pub tls: String,
+    pub from: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+pub struct Outgoing {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+pub struct Mailer {
+    tx: mpsc::Sender<Outgoing>,
+    pub sent: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+}
+
+const QUEUE: usize = 1000;
+
+fn transport(c: &MailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let b = match c.tls.as_str() {
+        "none" => {
+            let loopback = c.host == "localhost"
+                || c.host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err("smtp_tls = \"none\" is allowed only for a relay on loopback".into());
+            }
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
+        }
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host).map_err(|e| e.to_string())?,
+        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)
+            .map_err(|e| e.to_string())?,
+        other => {
+            return Err(format!(
+                "smtp_tls must be starttls, tls or none, not {other}"
+            ))
+        }
+    };
+    let b = b.port(c.port);
+    let b = match (&c.username, &c.password) {
+        (Some(u), Some(p)) => b.credentials(Credentials::new(u.clone(), p.clone())),
+        _ => b,
+    };
+    Ok(b.build())
+}
+
+impl Mailer {
+    /// Start the sender task; Err if the configuration cannot work.
+    pub fn start(c: MailConfig) -> Result<Arc<Self>, String> {
+        let from: Mailbox = c
+            .from
+            .parse()
+            .map_err(|e| format!("smtp_from {}: {e}", c.from))?;
+        let smtp = transport(&c)?;
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
+        let sent = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (s2, f2) = (sent.clone(), failed.clone());
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let msg = match m
+                    .to
+                    .parse::<Mailbox>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|to| {
+                        Message::builder()
+                            .from(from.clone())
+                            .to(to)
+                            .subject(m.subject.clone())
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(m.body.clone())
+                            .map_err(|e| e.to_string())
+                    }) {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "email not built");
+                        f2.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                let mut delivered = false;
+                for attempt in 0..3u32 {
+                    match smtp.send(msg.clone()).await {
+                        Ok(_) => {
+                            delivered = true;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, attempt, "email delivery failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(500 << attempt))
+                                .await;
+                        }
+                    }
+                }
+                if delivered {
+                    s2.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    f2.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(Arc::new(Self { tx, sent, failed }))
+    }
+
+    /// Queue a message; never waits. A full queue drops it (counted).
+    pub fn send(&self, to: &str, subject: &str, body: String) {
+        let m = Outgoing {
+            to: to.to_string(),
+            subject: subject.to_string(),
+            body,
+        };
+        if self.tx.try_send(m).is_err() {
+            tracing::error!("email queue full: a message was dropped");
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
