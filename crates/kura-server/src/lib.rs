@@ -14,6 +14,7 @@ pub mod ops;
 pub mod passkeys;
 pub mod ratelimit;
 pub mod signin;
+pub mod sso;
 pub mod state;
 pub mod tls;
 pub mod web;

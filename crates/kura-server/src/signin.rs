@@ -156,11 +156,28 @@ pub async fn password_step(
             "your organization does not allow sign-in from this network",
         ));
     }
+    second_step(s, &ctx, user, &policy, Amr::Password, presented).await
+}
+
+/// After the first factor (a password, or a provider's assertion whose MFA
+/// the organization does not trust): a session where no second factor is
+/// due, else a challenge for one, or for enrolling the first one.
+pub async fn second_step(
+    s: &AppState,
+    ctx: &AuditCtx,
+    user: users::User,
+    policy: &OrgPolicy,
+    first: Amr,
+    presented: Option<&str>,
+) -> ApiResult<Step> {
+    let db = &s.store.db;
+    let ctx = ctx.clone();
+    let email = user.email.clone();
     let enrolled = mfa::enrolled(db, user.id).await?;
     let webauthn_only = policy.requires_webauthn(is_admin(&user));
     let needs_factor = enrolled.any() || policy.requires_mfa() || webauthn_only;
     if !needs_factor {
-        let sess = finish(s, &ctx, &user, email, Amr::Password, presented).await?;
+        let sess = finish(s, &ctx, &user, &email, first, presented).await?;
         return Ok(Step::Session(user, sess));
     }
     let methods = factor_methods(&enrolled, webauthn_only);
@@ -307,7 +324,7 @@ pub async fn complete(
     finish(s, &p.ctx, &p.user, &p.user.email, amr, presented).await
 }
 
-async fn finish(
+pub(crate) async fn finish(
     s: &AppState,
     ctx: &AuditCtx,
     user: &users::User,

@@ -61,6 +61,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_password_resets.sql"),
         postgres: include_str!("../migrations/postgres/0005_password_resets.sql"),
     },
+    Migration {
+        version: 6,
+        name: "sso",
+        sqlite: include_str!("../migrations/sqlite/0006_sso.sql"),
+        postgres: include_str!("../migrations/postgres/0006_sso.sql"),
+    },
 ];
 
 impl Db {

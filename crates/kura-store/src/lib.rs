@@ -22,6 +22,7 @@ pub mod orgs;
 pub mod password_resets;
 pub mod projects;
 pub mod sessions;
+pub mod sso;
 pub mod throttle;
 pub mod time;
 pub mod upload;

@@ -137,7 +137,8 @@ pub async fn insert(db: &Db, org: OrgId, ctx: &AuditCtx, n: NewUser<'_>) -> Resu
         .bind(org.to_string())
         .bind(&email)
         .bind(&name)
-        .bind(n.password_hash)
+        // No password (single sign-on accounts): password sign-in never matches.
+        .bind((!n.password_hash.is_empty()).then_some(n.password_hash))
         .bind(i64::from(n.org_admin))
         .bind(i64::from(n.platform_admin))
         .bind(now_micros())

@@ -250,14 +250,6 @@ impl Config {
         }))
     }
 
-    /// The public address, defaulting to this machine's name for the listener.
-    pub fn public_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| {
-            let scheme = if self.tls() { "https" } else { "http" };
-            format!("{scheme}://localhost:{}", self.listen.port())
-        })
-    }
-
     fn validate(&self) -> Result<()> {
         if self.signin_rate_per_minute == 0 || self.anonymous_rate_per_minute == 0 {
             bail!("signin_rate_per_minute and anonymous_rate_per_minute must be at least 1");

@@ -60,7 +60,24 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
     housekeeping(&store);
     let signer = kura_crypto::AuditSigner::load_or_create(&c.audit_key_path())?;
     start_checkpoints(&store, signer, c.audit_checkpoint_minutes);
-    announce_bootstrap(&store, &c).await?;
+    let tls = match (&c.tls_cert, &c.tls_key) {
+        (Some(cert), Some(key)) => Some(kura_server::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public = TcpListener::bind(c.listen)
+        .await
+        .with_context(|| format!("binding {}", c.listen))?;
+    // Without a configured public URL, the listener's own port on
+    // localhost (WebAuthn and single sign-on need a host name).
+    let public_url = c.public_url.clone().unwrap_or_else(|| {
+        let port = public
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(c.listen.port());
+        format!("{scheme}://localhost:{port}")
+    });
+    announce_bootstrap(&store, &c, &public_url).await?;
 
     let state = AppState::new(
         store,
@@ -74,7 +91,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             trust_forwarded_for: c.behind_tls_proxy,
             platform_on_public: c.admin_listen.is_none(),
             default_quota_bytes: c.default_quota_bytes,
-            public_url: c.public_url(),
+            public_url,
             signin_rate_per_minute: c.signin_rate_per_minute,
             anonymous_rate_per_minute: c.anonymous_rate_per_minute,
             mail: c.mail()?,
@@ -92,15 +109,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
         tracing::info!("shutdown requested; finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
-    let tls = match (&c.tls_cert, &c.tls_key) {
-        (Some(cert), Some(key)) => Some(kura_server::tls::server_config(cert, key)?),
-        _ => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut servers = Vec::new();
-    let public = TcpListener::bind(c.listen)
-        .await
-        .with_context(|| format!("binding {}", c.listen))?;
     println!("kura: listening on {scheme}://{}", public.local_addr()?);
     servers.push(tokio::spawn(serve_one(
         public,
@@ -218,7 +227,7 @@ fn start_checkpoints(store: &kura_store::Store, signer: kura_crypto::AuditSigner
     });
 }
 
-async fn announce_bootstrap(store: &kura_store::Store, c: &Config) -> Result<()> {
+async fn announce_bootstrap(store: &kura_store::Store, c: &Config, public_url: &str) -> Result<()> {
     if kura_store::users::count_platform_admins(&store.db).await? > 0 {
         return Ok(());
     }
@@ -230,7 +239,7 @@ async fn announce_bootstrap(store: &kura_store::Store, c: &Config) -> Result<()>
     println!("kura: create the administrator with: curl -X POST {scheme}://{}/api/bootstrap -H 'content-type: application/json' -d '{{\"token\":\"{token}\",\"email\":\"you@example.org\",\"display_name\":\"Your Name\",\"password\":\"…\"}}'", c.listen);
     println!(
         "kura: then sign in at {}/login and register a passkey (administrators need one; passkeys need this host name, not an IP address)",
-        c.public_url().trim_end_matches('/')
+        public_url.trim_end_matches('/')
     );
     Ok(())
 }

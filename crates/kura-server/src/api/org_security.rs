@@ -4,13 +4,13 @@
 //! whole organization. Every one needs a fresh second factor (the policy
 //! demands step-up for org:manage_users) and is audited.
 
-use super::{json_ok, op, Api, ApiPath};
+use super::{json_ok, op, Api, ApiJson, ApiPath};
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use kura_core::{OrgAction, OrgId, UserId};
 use kura_store::org_policy::{self, OrgPolicy};
 use kura_store::{sessions, throttle, users};
@@ -25,6 +25,9 @@ pub fn routes(api: Api) -> Api {
     let api = op!(api, post "/api/orgs/{org_id}/users/{user_id}/reset-mfa", "reset_mfa", "orgs", "org:manage_users", "none", "Remove a user's second factors and reopen enrolment for 7 days (ends their sessions and API tokens)", reset_mfa);
     let api = op!(api, get "/api/orgs/{org_id}/users/{user_id}/sessions", "list_user_sessions", "orgs", "org:manage_users", "none", "A user's active sessions", list_user_sessions);
     let api = op!(api, post "/api/orgs/{org_id}/users/{user_id}/revoke-sessions", "revoke_user_sessions", "orgs", "org:manage_users", "json-optional", "End every session of a user (and API tokens unless tokens=false)", revoke_user_sessions);
+    let api = op!(api, get "/api/orgs/{org_id}/sso", "get_sso", "orgs", "org:manage_users", "none", "The organization's single sign-on (OpenID Connect) settings, without the client secret", get_sso);
+    let api = op!(api, put "/api/orgs/{org_id}/sso", "set_sso", "orgs", "org:manage_users", "json", "Configure single sign-on: issuer, client_id, client_secret, idp_mfa_satisfies, provision_users", set_sso);
+    let api = op!(api, delete "/api/orgs/{org_id}/sso", "delete_sso", "orgs", "org:manage_users", "none", "Turn single sign-on off", delete_sso);
     op!(api, post "/api/orgs/{org_id}/revoke-sessions", "revoke_org_sessions", "orgs", "org:manage_users", "json-optional", "End every session in the organization (and API tokens unless tokens=false)", revoke_org_sessions)
 }
 
@@ -177,4 +180,66 @@ async fn revoke_org_sessions(
         .await?;
     let n = sessions::revoke_org(&s.store.db, &a.ctx, g.org_id(), req.tokens).await?;
     json_ok(StatusCode::OK, &json!({"revoked": n}))
+}
+
+async fn get_sso(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(org): ApiPath<OrgId>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
+        .await?;
+    let cfg = kura_store::sso::get(&s.store.db, &s.store.keys, g.org_id()).await?;
+    json_ok(
+        StatusCode::OK,
+        &json!({"config": cfg, "redirect_uri": crate::sso::redirect_uri(&s), "login_url": format!("{}/sso?org=", s.config.public_url.trim_end_matches('/'))}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SsoReq {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    idp_mfa_satisfies: bool,
+    #[serde(default)]
+    provision_users: bool,
+}
+
+async fn set_sso(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(org): ApiPath<OrgId>,
+    ApiJson(req): ApiJson<SsoReq>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
+        .await?;
+    let cfg = kura_store::sso::SsoConfig {
+        issuer: req.issuer.trim().trim_end_matches('/').to_string(),
+        client_id: req.client_id,
+        client_secret: req.client_secret,
+        idp_mfa_satisfies: req.idp_mfa_satisfies,
+        provision_users: req.provision_users,
+    };
+    kura_store::sso::set(&s.store.db, &s.store.keys, &g, &a.ctx, Some(&cfg)).await?;
+    json_ok(
+        StatusCode::OK,
+        &json!({"config": cfg, "redirect_uri": crate::sso::redirect_uri(&s)}),
+    )
+}
+
+async fn delete_sso(
+    State(s): State<AppState>,
+    a: Authed,
+    ApiPath(org): ApiPath<OrgId>,
+) -> ApiResult<Response> {
+    let g = s
+        .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
+        .await?;
+    kura_store::sso::set(&s.store.db, &s.store.keys, &g, &a.ctx, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -18,6 +18,7 @@ mod mfa;
 mod org_security;
 mod pages;
 mod password_reset;
+mod sso;
 
 use crate::auth::{cookie_value, RequestId, SESSION_COOKIE};
 use crate::error::ApiError;
@@ -44,6 +45,8 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(assets::serve))
         .route("/login", get(login::form).post(login::submit))
         .route("/login/factor", post(mfa::factor_submit))
+        .route("/sso", get(sso::start))
+        .route("/sso/callback", get(sso::callback))
         .route(
             "/forgot",
             get(password_reset::forgot_form).post(password_reset::forgot_submit),

@@ -192,8 +192,15 @@ async fn build(
         | "lock_user"
         | "unlock_user"
         | "reset_mfa"
-        | "revoke_user_sessions" => {}
+        | "revoke_user_sessions"
+        | "get_sso"
+        | "delete_sso" => {}
         "set_policy" => body = Some(json!({"webauthn_for_admins": false})),
+        "set_sso" => {
+            body = Some(
+                json!({"issuer": "https://idp.example.org", "client_id": "kura", "client_secret": "s3cret"}),
+            )
+        }
         "get_project" | "list_members" | "get_node" | "list_children" | "list_trash"
         | "list_versions" | "download_file" => {
             if op_id == "list_children" {

@@ -1,0 +1,34 @@
+-- Single sign-on with OpenID Connect, per organization. Keep in step with
+-- ../postgres/0006_sso.sql.
+CREATE TABLE org_sso (
+    org_id TEXT PRIMARY KEY REFERENCES orgs(id),
+    issuer TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    -- The client secret sealed with the organization key.
+    sealed_secret BLOB NOT NULL,
+    idp_mfa_satisfies INTEGER NOT NULL,
+    provision_users INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+-- Accounts linked to an identity provider's subject (stable across email changes).
+CREATE TABLE sso_identities (
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX sso_identities_user ON sso_identities(user_id);
+-- One authorization-code flow in progress: state (digest), PKCE verifier and nonce.
+CREATE TABLE sso_flows (
+    id TEXT PRIMARY KEY,
+    state_digest TEXT NOT NULL UNIQUE,
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    pkce_verifier TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    next TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
