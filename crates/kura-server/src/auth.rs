@@ -72,6 +72,8 @@ impl FromRequestParts<AppState> for Ctx {
 pub struct Authed {
     pub actor: Actor,
     pub ctx: AuditCtx,
+    /// The home organization's policy, read with the credential.
+    pub policy: std::sync::Arc<kura_store::org_policy::OrgPolicy>,
 }
 
 impl Authed {
@@ -253,6 +255,7 @@ impl FromRequestParts<AppState> for Authed {
         Ok(Authed {
             actor: resolved.actor,
             ctx,
+            policy: resolved.policy,
         })
     }
 }

@@ -197,12 +197,12 @@ impl AppState {
         &self,
         actor: &Actor,
         ctx: &AuditCtx,
+        home: &kura_store::org_policy::OrgPolicy,
         owner_org: OrgId,
         bytes: u64,
         new_file: bool,
     ) -> ApiResult<()> {
         let db = &self.store.db;
-        let home = kura_store::org_policy::get(db, actor.org_id).await?;
         let (files, max_bytes, minutes) = if owner_org == actor.org_id {
             (
                 home.bulk_download_files,

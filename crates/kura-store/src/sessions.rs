@@ -126,6 +126,8 @@ pub struct Resolved {
     pub actor: Actor,
     /// Digest of the session's CSRF token (sessions only).
     pub csrf_digest: Option<String>,
+    /// The home organization's policy, read with the credential.
+    pub policy: std::sync::Arc<OrgPolicy>,
 }
 
 /// Why a credential did not resolve; all answer 401 to the client.
@@ -252,6 +254,7 @@ pub async fn resolve_session(
     Ok(Ok(Resolved {
         actor,
         csrf_digest: Some(r.str("csrf_digest")?),
+        policy: std::sync::Arc::new(org_policy),
     }))
 }
 
@@ -621,5 +624,6 @@ pub async fn resolve_token(db: &Db, secret: &str, ip: &str) -> Result<Result<Res
     Ok(Ok(Resolved {
         actor,
         csrf_digest: None,
+        policy: std::sync::Arc::new(org_policy),
     }))
 }

@@ -336,7 +336,7 @@ async fn download(
         return meta.response(Body::empty());
     }
     if let Err(e) = s
-        .admit_download(&a.actor, &a.ctx, g.org_id(), served, start == 0)
+        .admit_download(&a.actor, &a.ctx, &a.policy, g.org_id(), served, start == 0)
         .await
     {
         // A browser following a Download link gets the step-up page, which

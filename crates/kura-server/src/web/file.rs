@@ -161,7 +161,7 @@ pub async fn preview(
         .web(&w)?;
         axum::body::Body::empty()
     } else {
-        s.admit_download(&me.actor, &w.ctx, g.org_id(), size, true)
+        s.admit_download(&me.actor, &w.ctx, &me.policy, g.org_id(), size, true)
             .await
             .web(&w)?;
         s.record(&w.ctx, base.clone()).await.web(&w)?;

@@ -124,6 +124,8 @@ pub struct Me {
     pub actor: Actor,
     pub user: User,
     pub org: Org,
+    /// The home organization's policy, read with the session.
+    pub policy: std::sync::Arc<kura_store::org_policy::OrgPolicy>,
 }
 
 /// Per-request web context: language, time zone, the user (if signed in),
@@ -231,6 +233,7 @@ impl FromRequestParts<AppState> for Web {
                 actor: r.actor,
                 user,
                 org,
+                policy: r.policy,
             });
         }
         Ok(web)
