@@ -116,7 +116,7 @@ grep -q '^kura: listening on' "$LOG/kura.stdout" || die "kura did not announce i
 sleep 1; KFRESH=$(awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$KPID/status")   # before any request
 BOOT=$(awk '$2=="bootstrap-token"{print $3}' "$LOG/kura.stdout")
 [ -n "$BOOT" ] || die "no bootstrap token in kura's output"
-$PY setup "$KURL" "$BOOT" > "$LOG/ids.env" || die "kura setup failed"
+$PY setup "$KURL" "$BOOT" "$KURA_BIN" "$KDATA" > "$LOG/ids.env" || die "kura setup failed"
 source "$LOG/ids.env"                          # TOKEN PROJECT ROOT_FOLDER
 AUTH="Authorization: Bearer $TOKEN"
 kfolder() { $PY mkdir "$KURL" "$TOKEN" "$PROJECT" "$ROOT_FOLDER" "$1" || die "mkdir $1"; }

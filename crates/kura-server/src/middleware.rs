@@ -26,6 +26,8 @@ fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<
             || path.starts_with("/api/auth/enrol")
             || path.starts_with("/api/auth/password-reset")
             || path.starts_with("/api/auth/step-up")
+            || path == "/api/me/password"
+            || path == "/account/password"
             || path == "/step-up"
             || path == "/forgot"
             || path == "/reset-password"

@@ -27,6 +27,46 @@ impl RateLimiter {
         }
     }
 
+    /// `n` per second with a burst of two seconds' worth (a steady budget).
+    pub fn per_second(n: u32) -> Self {
+        let n = f64::from(n.max(1));
+        Self {
+            per_sec: n,
+            burst: (2.0 * n).max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one token, waiting for it up to `max_wait` (a steady budget:
+    /// callers queue instead of being refused at once, so a flood of
+    /// clients slows down to the budget's pace). False if it did not come.
+    pub async fn take_waiting(&self, key: IpAddr, max_wait: Duration) -> bool {
+        let deadline = Instant::now() + max_wait;
+        loop {
+            let wait = {
+                let Ok(mut map) = self.buckets.lock() else {
+                    return true;
+                };
+                let now = Instant::now();
+                let (tokens, at) = map.entry(key).or_insert((self.burst, now));
+                *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec)
+                    .min(self.burst);
+                *at = now;
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    return true;
+                }
+                Duration::from_secs_f64((1.0 - *tokens) / self.per_sec)
+            };
+            if Instant::now() + wait > deadline {
+                return false;
+            }
+            // A little jitter so queued callers do not all wake together.
+            let jitter = Duration::from_millis(u64::from(rand_u8()) % 50);
+            tokio::time::sleep(wait + jitter).await;
+        }
+    }
+
     /// Take one token for `ip`; Err(seconds to wait) when it has none.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
@@ -50,6 +90,15 @@ impl RateLimiter {
             Err(((1.0 - *tokens) / self.per_sec).ceil().max(1.0) as u64)
         }
     }
+}
+
+fn rand_u8() -> u8 {
+    // Jitter only: the low bits of the clock are random enough.
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        % 251) as u8
 }
 
 /// Recent downloads per user, to tell a bulk download from normal work.

@@ -118,6 +118,26 @@ pub async fn password_step(
         Some((u, Some(h))) => (h.clone(), Some(u.clone())),
         _ => (s.dummy_hash.to_string(), None),
     };
+    // A platform-wide budget of password checks: a sign-in flood from many
+    // addresses cannot spend more than its share of the CPU on Argon2, so
+    // everyone else's requests keep their throughput.
+    // Checks wait their turn (up to 10 s): a flood slows to the budget's
+    // pace instead of being answered fast and coming straight back.
+    let platform = std::net::IpAddr::from([0, 0, 0, 0]);
+    if !s
+        .password_budget
+        .take_waiting(platform, std::time::Duration::from_secs(10))
+        .await
+    {
+        s.metrics.rate_limited.inc();
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "signin-busy",
+            "too many sign-ins right now: try again in a few seconds",
+        );
+        e.retry_after = Some(5);
+        return Err(e);
+    }
     let pw = password.to_string();
     let verified = s
         .hash_blocking(move || kura_crypto::verify_password(&pw, &hash))
@@ -189,9 +209,12 @@ pub async fn second_step(
         s.record(&ctx, ev).await?;
         return Ok(Step::Factor { challenge, methods });
     }
-    let window_open = user
-        .mfa_enrol_until
-        .is_some_and(|t| t > kura_store::time::now_micros());
+    // Enrolment after the first factor only for an account with none: an
+    // account with a factor never trades it for a new one here.
+    let window_open = !enrolled.any()
+        && user
+            .mfa_enrol_until
+            .is_some_and(|t| t > kura_store::time::now_micros());
     if window_open {
         let challenge = challenges::create(db, user.id, Purpose::Enrol).await?;
         let methods = if webauthn_only {
@@ -213,7 +236,7 @@ pub async fn second_step(
         StatusCode::FORBIDDEN,
         "mfa-enrolment-closed",
         if webauthn_only {
-            "administrators must sign in with a passkey or security key, and you have none; ask an administrator to reopen enrolment for your account"
+            "administrators must sign in with a passkey or security key, and you have none; ask an administrator to reset your second factors so you can register one"
         } else {
             "your organization requires a second factor, and you have none; ask an administrator to reopen enrolment for your account"
         },
@@ -252,6 +275,9 @@ pub async fn pending(
     let Some(challenge) = challenges::find(&s.store.db, token, purpose).await? else {
         return Err(challenge_invalid());
     };
+    if !challenges::spend_attempt(&s.store.db, &challenge.id).await? {
+        return Err(challenge_invalid());
+    }
     let user = users::get_any(&s.store.db, challenge.user_id).await?;
     if user.disabled {
         return Err(challenge_invalid());
@@ -278,10 +304,26 @@ pub async fn pending(
     })
 }
 
+/// A wrong secret from a signed-in user (current password, step-up code)
+/// counts toward the account's lock; true if this failure locked it.
+pub async fn count_failure(s: &AppState, ctx: &AuditCtx, user: &users::User) -> ApiResult<bool> {
+    let policy = org_policy::get(&s.store.db, user.org_id).await?;
+    let (_, locked_now) = throttle::failed(
+        &s.store.db,
+        ctx,
+        &user.email,
+        Some((user.id, user.org_id, i64::from(policy.lockout_threshold))),
+    )
+    .await?;
+    if locked_now {
+        crate::notices::locked(s, user, "too many wrong confirmations");
+    }
+    Ok(locked_now)
+}
+
 /// A wrong second factor: counted on the challenge and toward the lock.
 pub async fn factor_failed(s: &AppState, p: &Pending, method: &str) -> ApiResult<ApiError> {
     let db = &s.store.db;
-    challenges::failed(db, &p.challenge.id).await?;
     let (_, locked_now) = throttle::failed(
         db,
         &p.ctx,
@@ -333,6 +375,11 @@ pub(crate) async fn finish(
     presented: Option<&str>,
 ) -> ApiResult<NewSession> {
     let db = &s.store.db;
+    // A lock or disable that landed while this sign-in was in flight wins.
+    let now = users::get_any(db, user.id).await?;
+    if now.disabled || now.locked {
+        return Err(locked());
+    }
     // No fixation: whatever session the client held before is ended.
     if let Some(old) = presented {
         sessions::revoke_by_token(db, old).await?;

@@ -20,10 +20,20 @@ use openidconnect::{
 };
 use serde_json::json;
 
-/// amr values (RFC 8176) that mean more than one factor was used.
-const MFA_AMR: &[&str] = &[
-    "mfa", "otp", "hwk", "swk", "sc", "fpt", "face", "iris", "retina", "vbm", "pop",
-];
+/// Whether an amr list (RFC 8176) shows more than one factor: "mfa", or
+/// methods of two different kinds (something known, held, or inherent).
+/// A single method ("otp" alone: an emailed code) is one factor.
+pub fn amr_is_mfa(amr: &[String]) -> bool {
+    const KNOWN: &[&str] = &["pwd", "pin", "kba"];
+    const HELD: &[&str] = &["otp", "hwk", "swk", "sc", "sms", "tel", "pop"];
+    const INHERENT: &[&str] = &["fpt", "face", "iris", "retina", "vbm", "geo"];
+    let has = |set: &[&str]| amr.iter().any(|a| set.contains(&a.as_str()));
+    let kinds = [has(KNOWN), has(HELD), has(INHERENT)]
+        .iter()
+        .filter(|k| **k)
+        .count();
+    amr.iter().any(|a| a == "mfa") || kinds >= 2
+}
 
 fn idp_error(what: &str, e: impl std::fmt::Display) -> ApiError {
     tracing::warn!(error = %e, "single sign-on: {what}");
@@ -198,9 +208,26 @@ pub async fn finish(s: &AppState, ctx: &AuditCtx, state: &str, code: &str) -> Ap
         email,
         email_verified,
         name,
-        mfa: amr.iter().any(|a| MFA_AMR.contains(&a.as_str())),
+        mfa: amr_is_mfa(&amr),
         amr,
         next: flow.next,
         config: cfg,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amr_is_mfa;
+
+    #[test]
+    fn amr_needs_two_kinds_or_mfa() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(amr_is_mfa(&v(&["pwd", "otp"])));
+        assert!(amr_is_mfa(&v(&["mfa"])));
+        assert!(amr_is_mfa(&v(&["hwk", "fpt"])));
+        assert!(!amr_is_mfa(&v(&["otp"])));
+        assert!(!amr_is_mfa(&v(&["pwd"])));
+        assert!(!amr_is_mfa(&v(&["hwk", "swk"])));
+        assert!(!amr_is_mfa(&v(&[])));
+    }
 }

@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub signin_rate_per_minute: u32,
     /// Other requests without a credential, per client address per minute.
     pub anonymous_rate_per_minute: u32,
+    /// Password checks (Argon2, ~50 ms of one core each) per second for the
+    /// whole node: bounds what a sign-in flood takes from other requests.
+    pub password_checks_per_second: u32,
     /// The SMTP relay for email to users; none: emails are only logged.
     pub mail: Option<crate::mailer::MailConfig>,
 }
@@ -49,6 +52,8 @@ pub struct AppState {
     /// None when the public URL has no host name (WebAuthn needs one).
     pub passkeys: Option<Arc<crate::passkeys::Passkeys>>,
     pub signin_limiter: Arc<RateLimiter>,
+    /// Password checks (Argon2) per second, platform-wide.
+    pub password_budget: Arc<RateLimiter>,
     pub anonymous_limiter: Arc<RateLimiter>,
     pub downloads: Arc<DownloadWindow>,
     pub mailer: Option<Arc<crate::mailer::Mailer>>,
@@ -82,6 +87,7 @@ impl AppState {
         Self {
             mailer,
             signin_limiter: Arc::new(RateLimiter::per_minute(config.signin_rate_per_minute)),
+            password_budget: Arc::new(RateLimiter::per_second(config.password_checks_per_second)),
             anonymous_limiter: Arc::new(RateLimiter::per_minute(config.anonymous_rate_per_minute)),
             downloads: Arc::new(DownloadWindow::default()),
             store,

@@ -98,6 +98,18 @@ pub async fn set_state(db: &Db, id: &str, state: &str) -> Result<()> {
     Ok(())
 }
 
+/// Spend one of the challenge's attempts before checking an answer;
+/// false when none is left (parallel guesses cannot overrun the limit).
+pub async fn spend_attempt(db: &Db, id: &str) -> Result<bool> {
+    let n = sqlx::query("UPDATE auth_challenges SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 AND used_at IS NULL")
+        .bind(id)
+        .bind(MAX_ATTEMPTS)
+        .execute(&db.write)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
 /// Count a wrong answer against the challenge.
 pub async fn failed(db: &Db, id: &str) -> Result<()> {
     sqlx::query("UPDATE auth_challenges SET attempts = attempts + 1 WHERE id = $1")

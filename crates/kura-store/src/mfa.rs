@@ -427,6 +427,12 @@ pub async fn remove(
     keep: KeepRule,
 ) -> Result<()> {
     let mut tx = db.write.begin().await?;
+    // Take the user's row lock first (PostgreSQL): two removals of the same
+    // user's factors then run one after the other, never both at count 2.
+    sqlx::query("UPDATE users SET mfa_enrol_until = mfa_enrol_until WHERE id = $1")
+        .bind(user.to_string())
+        .execute(&mut *tx)
+        .await?;
     let row = sqlx::query(
         "SELECT kind FROM mfa_factors WHERE id = $1 AND user_id = $2 AND confirmed = 1",
     )
@@ -525,6 +531,8 @@ fn normalize_recovery(code: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
+        // The alphabet has 0 and no o: read a typed o as the zero it must be.
+        .map(|c| if c == 'o' { '0' } else { c })
         .collect();
     if c.len() == 10 {
         format!("{}-{}", &c[..5], &c[5..])

@@ -146,7 +146,7 @@ pub enum Rejected {
 /// The columns every credential check reads about the account, its
 /// organization and the organization's policy.
 const ACCOUNT_COLS: &str =
-    "u.org_id, u.disabled, u.locked_at, u.org_admin, u.platform_admin, o.suspended, p.policy";
+    "u.org_id, u.disabled, u.locked_at, u.locked_by_failures, u.org_admin, u.platform_admin, o.suspended, p.policy";
 const ACCOUNT_JOIN: &str = "JOIN users u ON u.id = c.user_id JOIN orgs o ON o.id = u.org_id LEFT JOIN org_policies p ON p.org_id = u.org_id";
 
 /// What sessions and tokens both re-check on every request: the account is
@@ -163,7 +163,7 @@ fn active_actor(
     if r.flag("disabled")? {
         return Ok(Err(Rejected::AccountDisabled));
     }
-    if r.opt_int("locked_at")?.is_some() {
+    if r.opt_int("locked_at")?.is_some() && !r.flag("locked_by_failures")? {
         return Ok(Err(Rejected::AccountLocked));
     }
     if r.flag("suspended")? {

@@ -12,6 +12,32 @@ use serde::Serialize;
 
 const FLOW_TTL_SECS: i64 = 600;
 
+/// https, or plain http only to a loopback host named exactly (tests and
+/// a provider on the same machine); no user info, no fragments.
+pub fn issuer_allowed(issuer: &str) -> bool {
+    let Some((scheme, rest)) = issuer.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty()
+        || authority.contains('@')
+        || issuer.contains('#')
+        || issuer.chars().any(char::is_whitespace)
+    {
+        return false;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    match scheme {
+        "https" => !host.is_empty(),
+        "http" => matches!(host, "127.0.0.1" | "localhost" | "::1"),
+        _ => false,
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SsoConfig {
     pub issuer: String,
@@ -66,9 +92,7 @@ pub async fn set(
         .execute(&mut *tx)
         .await?;
     if let Some(c) = cfg {
-        let ok_url = c.issuer.starts_with("https://")
-            || c.issuer.starts_with("http://127.0.0.1")
-            || c.issuer.starts_with("http://localhost");
+        let ok_url = issuer_allowed(&c.issuer);
         if !ok_url || c.issuer.len() > 500 {
             return Err(StoreError::Invalid(
                 "issuer must be an https:// URL (http only on loopback)".into(),
@@ -196,4 +220,21 @@ pub async fn link(
     audit::append(&mut tx, ctx, &ev).await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issuer_allowed;
+
+    #[test]
+    fn issuers() {
+        assert!(issuer_allowed("https://login.example.go.jp/realms/a"));
+        assert!(issuer_allowed("http://127.0.0.1:4000"));
+        assert!(issuer_allowed("http://localhost:4000/"));
+        assert!(!issuer_allowed("http://127.0.0.1.evil.example"));
+        assert!(!issuer_allowed("http://localhost@evil.example"));
+        assert!(!issuer_allowed("http://idp.example.org"));
+        assert!(!issuer_allowed("ftp://idp.example.org"));
+        assert!(!issuer_allowed("https://"));
+    }
 }

@@ -105,15 +105,16 @@ pub async fn failed(
     if let Some((user, org, threshold)) = account {
         if failures >= threshold {
             let n =
-                sqlx::query("UPDATE users SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL")
+                sqlx::query("UPDATE users SET locked_at = $1, locked_by_failures = 1 WHERE id = $2 AND locked_at IS NULL")
                     .bind(now)
                     .bind(user.to_string())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
             if n == 1 {
+                // Sessions stay: anyone who knows the email can trigger this
+                // lock; an admin's lock (or containment) ends them.
                 locked_now = true;
-                crate::sessions::revoke_all_credentials_tx(&mut tx, user).await?;
                 let ev = AuditEvent::new("auth.lock", Outcome::Success)
                     .org(org)
                     .detail(serde_json::json!({"user_id": user, "failures": failures, "reason": "failed_sign_ins"}));
@@ -137,7 +138,8 @@ pub async fn succeeded(db: &Db, email: &str) -> Result<()> {
 /// Lock an account now (an admin's "lock pending review", or containment).
 pub async fn lock(db: &Db, ctx: &AuditCtx, user: UserId, org: OrgId, reason: &str) -> Result<bool> {
     let mut tx = db.write.begin().await?;
-    let n = sqlx::query("UPDATE users SET locked_at = $1 WHERE id = $2 AND locked_at IS NULL")
+    // An administrator's lock also overrides a failure lock: it ends sessions.
+    let n = sqlx::query("UPDATE users SET locked_at = $1, locked_by_failures = 0 WHERE id = $2 AND (locked_at IS NULL OR locked_by_failures = 1)")
         .bind(now_micros())
         .bind(user.to_string())
         .execute(&mut *tx)
@@ -162,7 +164,7 @@ pub async fn unlock(
 ) -> Result<bool> {
     let mut tx = db.write.begin().await?;
     let n =
-        sqlx::query("UPDATE users SET locked_at = NULL WHERE id = $1 AND locked_at IS NOT NULL")
+        sqlx::query("UPDATE users SET locked_at = NULL, locked_by_failures = 0 WHERE id = $1 AND locked_at IS NOT NULL")
             .bind(user.to_string())
             .execute(&mut *tx)
             .await?

@@ -313,7 +313,9 @@ async fn reopen_passkey_enrolment_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: UserId,
 ) -> Result<()> {
-    sqlx::query("UPDATE users SET mfa_enrol_until = $1 WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM mfa_factors WHERE user_id = $2 AND kind = 'webauthn' AND confirmed = 1)")
+    // Only for an account with no factor at all: one that has a factor
+    // must keep proving it (an admin resets factors to re-enrol).
+    sqlx::query("UPDATE users SET mfa_enrol_until = $1 WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM mfa_factors WHERE user_id = $2 AND confirmed = 1)")
         .bind(now_micros() + ENROL_WINDOW_SECS * crate::time::MICROS_PER_SEC)
         .bind(id.to_string())
         .execute(&mut **tx)

@@ -35,6 +35,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub signin_rate_per_minute: u32,
     pub anonymous_rate_per_minute: u32,
+    pub password_checks_per_second: u32,
     /// SMTP relay for email to users (reset links, new sign-in and lock notices).
     pub smtp_host: Option<String>,
     pub smtp_port: u16,
@@ -71,6 +72,7 @@ impl Default for Config {
             public_url: None,
             signin_rate_per_minute: 20,
             anonymous_rate_per_minute: 600,
+            password_checks_per_second: 4,
             smtp_host: None,
             smtp_port: 587,
             smtp_tls: "starttls".into(),
@@ -183,6 +185,9 @@ impl Config {
         if let Some(v) = parse_env("KURA_ANONYMOUS_RATE_PER_MINUTE")? {
             c.anonymous_rate_per_minute = v;
         }
+        if let Some(v) = parse_env("KURA_PASSWORD_CHECKS_PER_SECOND")? {
+            c.password_checks_per_second = v;
+        }
         if let Some(v) = parse_env("KURA_SESSION_IDLE_MINUTES")? {
             c.session_idle_minutes = v;
         }
@@ -251,8 +256,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.signin_rate_per_minute == 0 || self.anonymous_rate_per_minute == 0 {
-            bail!("signin_rate_per_minute and anonymous_rate_per_minute must be at least 1");
+        if self.signin_rate_per_minute == 0
+            || self.anonymous_rate_per_minute == 0
+            || self.password_checks_per_second == 0
+        {
+            bail!("signin_rate_per_minute, anonymous_rate_per_minute and password_checks_per_second must be at least 1");
         }
         if let Some(u) = &self.public_url {
             if !(u.starts_with("https://") || u.starts_with("http://localhost")) {

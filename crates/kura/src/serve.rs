@@ -94,6 +94,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             public_url,
             signin_rate_per_minute: c.signin_rate_per_minute,
             anonymous_rate_per_minute: c.anonymous_rate_per_minute,
+            password_checks_per_second: c.password_checks_per_second,
             mail: c.mail()?,
         },
     );

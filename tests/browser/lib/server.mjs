@@ -67,6 +67,7 @@ export async function startKura({ env = {}, args = [] } = {}) {
         KURA_LOG: 'warn',
         KURA_SIGNIN_RATE_PER_MINUTE: '100000',
         KURA_ANONYMOUS_RATE_PER_MINUTE: '100000',
+        KURA_PASSWORD_CHECKS_PER_SECOND: '100000',
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

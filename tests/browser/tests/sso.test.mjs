@@ -110,6 +110,11 @@ describe('single sign-on with OpenID Connect', () => {
     const page = await context.newPage();
     const res = await page.goto(`${local}/sso/callback?code=forged&state=forged`);
     assert.equal(res.status(), 400);
+    // A link to /sso?org=… only shows a page naming the organization: the
+    // provider is reached by pressing its button, never by a link alone.
+    await page.goto(`${local}/sso?org=agency-a`);
+    assert.match(await page.textContent('body'), /Agency A/);
+    assert.ok(page.url().startsWith(local));
     assert.deepEqual((await context.cookies()).filter((c) => c.name === 'kura_session'), []);
     await context.close();
   });

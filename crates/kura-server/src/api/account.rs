@@ -134,6 +134,10 @@ async fn change_password(
             AuditEvent::new("user.password_change", Outcome::Failure).org(a.actor.org_id),
         )
         .await?;
+        // A stolen session guessing the password counts toward the lock.
+        if crate::signin::count_failure(&s, &a.ctx, &me).await? {
+            return Err(crate::signin::locked());
+        }
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid-credentials",

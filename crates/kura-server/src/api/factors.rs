@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 
 pub fn routes(api: Api) -> Api {
     let api = op!(api, get "/api/me/factors", "list_factors", "account", "user", "none", "Your second factors, recovery codes left, and what your organization requires", list_factors);
-    let api = op!(api, post "/api/me/factors/totp", "add_totp", "account", "user", "json-optional", "Start enrolling an authenticator app (step-up if you already have a factor)", add_totp);
+    let api = op!(api, post "/api/me/factors/totp", "add_totp", "account", "user", "json-optional", "Start enrolling an authenticator app (step-up)", add_totp);
     let api = op!(api, post "/api/me/factors/totp/{factor_id}/confirm", "confirm_totp", "account", "user", "json", "Confirm an authenticator app with its current code", confirm_totp);
-    let api = op!(api, post "/api/me/factors/webauthn/options", "add_webauthn_options", "account", "user", "none", "Options for registering a passkey or security key (step-up if you already have a factor)", add_webauthn_options);
+    let api = op!(api, post "/api/me/factors/webauthn/options", "add_webauthn_options", "account", "user", "none", "Options for registering a passkey or security key (step-up)", add_webauthn_options);
     let api = op!(api, post "/api/me/factors/webauthn", "add_webauthn", "account", "user", "json", "Register a passkey or security key", add_webauthn);
     let api = op!(api, patch "/api/me/factors/{factor_id}", "rename_factor", "account", "user", "json", "Rename a factor", rename_factor);
     let api = op!(api, delete "/api/me/factors/{factor_id}", "remove_factor", "account", "user", "none", "Remove a factor (step-up; the last one is kept where your organization requires MFA)", remove_factor);
@@ -50,10 +50,9 @@ async fn may_add(s: &AppState, a: &Authed) -> ApiResult<()> {
     if matches!(a.actor.credential, kura_core::Credential::Token { .. }) {
         return Err(ApiError::forbidden());
     }
-    if mfa::enrolled(&s.store.db, a.actor.user_id).await?.any() {
-        a.require_step_up()?;
-    }
-    Ok(())
+    // Always: a stolen session must not add the thief's factor.
+    let _ = &s;
+    a.require_step_up()
 }
 
 #[derive(Deserialize, Default)]

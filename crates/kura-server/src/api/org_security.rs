@@ -219,7 +219,8 @@ async fn set_sso(
         .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
         .await?;
     let cfg = kura_store::sso::SsoConfig {
-        issuer: req.issuer.trim().trim_end_matches('/').to_string(),
+        // Exactly as the provider publishes it (discovery compares).
+        issuer: req.issuer.trim().to_string(),
         client_id: req.client_id,
         client_secret: req.client_secret,
         idp_mfa_satisfies: req.idp_mfa_satisfies,

@@ -457,20 +457,8 @@ pub(crate) async fn step_up_failed(
         .detail(json!({"method": method}));
     s.record(ctx, ev).await?;
     // Guessing codes with a stolen session counts toward the account's lock.
-    let p = as_pending(s, actor, ctx).await?;
-    let (_, locked_now) = kura_store::throttle::failed(
-        &s.store.db,
-        ctx,
-        &p.user.email,
-        Some((
-            p.user.id,
-            p.user.org_id,
-            i64::from(p.policy.lockout_threshold),
-        )),
-    )
-    .await?;
-    if locked_now {
-        crate::notices::locked(s, &p.user, "too many failed confirmations");
+    let user = users::get_any(&s.store.db, actor.user_id).await?;
+    if signin::count_failure(s, ctx, &user).await? {
         return Ok(signin::locked());
     }
     Ok(ApiError::new(

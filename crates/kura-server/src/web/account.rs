@@ -233,6 +233,12 @@ pub async fn password(
         )
         .await
         .web(&w)?;
+        if crate::signin::count_failure(&s, &w.ctx, &me.user)
+            .await
+            .web(&w)?
+        {
+            return Err(w.error(crate::signin::locked()));
+        }
         return render(
             &s,
             &w,

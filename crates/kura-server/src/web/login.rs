@@ -36,6 +36,7 @@ pub(crate) fn safe_next(next: Option<&str>) -> String {
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace())
                 && n.len() < 2000 =>
         {
             n.to_string()
@@ -51,10 +52,10 @@ pub(crate) const LOGIN_COOKIE: &str = "kura_login";
 /// the form; a forged cross-site form cannot know it.
 pub(crate) fn login_token_cookie(token: &str) -> axum::http::HeaderValue {
     axum::http::HeaderValue::from_str(&format!(
-        "{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; Secure; SameSite=Strict; Max-Age=3600"
+        "{LOGIN_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=3600"
     ))
     .unwrap_or(axum::http::HeaderValue::from_static(
-        "kura_login=; Path=/login; Max-Age=0",
+        "kura_login=; Path=/; Max-Age=0",
     ))
 }
 

@@ -45,7 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(assets::serve))
         .route("/login", get(login::form).post(login::submit))
         .route("/login/factor", post(mfa::factor_submit))
-        .route("/sso", get(sso::start))
+        .route("/sso", get(sso::confirm).post(sso::start))
         .route("/sso/callback", get(sso::callback))
         .route(
             "/forgot",

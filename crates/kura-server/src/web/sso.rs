@@ -44,12 +44,73 @@ fn refused(w: &Web, e: ApiError) -> Response {
     r
 }
 
-/// GET /sso?org=SLUG: off to the organization's identity provider.
-pub async fn start(
+#[derive(askama::Template)]
+#[template(path = "sso_confirm.html")]
+struct SsoConfirm {
+    l: super::Layout,
+    org_name: String,
+    org: String,
+    next: String,
+    login_token: String,
+}
+
+/// GET /sso?org=SLUG (a link an organization hands out): a page naming the
+/// organization with a button, so a link alone cannot sign a browser in
+/// (login CSRF through an attacker's own provider).
+pub async fn confirm(
     State(s): State<AppState>,
     w: Web,
     Query(q): Query<StartQuery>,
 ) -> Result<Response, WebError> {
+    let slug = q.org.trim().to_lowercase();
+    let org = match orgs::by_slug(&s.store.db, &slug).await {
+        Ok(o) if !o.suspended => o,
+        _ => {
+            return Ok(refused(
+                &w,
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "sso-not-configured",
+                    w.t.t("sso.unknown_org"),
+                ),
+            ))
+        }
+    };
+    let token = kura_crypto::random_token("klogin");
+    let mut r = super::html(&SsoConfirm {
+        l: w.layout(w.t.t("sso.submit").into()),
+        org_name: org.name,
+        org: slug,
+        next: safe_next(q.next.as_deref()),
+        login_token: token.clone(),
+    });
+    r.headers_mut()
+        .append(header::SET_COOKIE, super::login::login_token_cookie(&token));
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+pub struct StartForm {
+    #[serde(default)]
+    org: String,
+    next: Option<String>,
+    #[serde(default)]
+    login_token: String,
+}
+
+/// POST /sso: off to the organization's identity provider (a sign-in
+/// form: double-submit token and Origin checked).
+pub async fn start(
+    State(s): State<AppState>,
+    w: Web,
+    headers: HeaderMap,
+    axum::Form(q): axum::Form<StartForm>,
+) -> Result<Response, WebError> {
+    if let Some(r) =
+        super::login::login_csrf(&s, &w, &headers, &q.login_token, q.next.as_deref()).await
+    {
+        return Ok(r);
+    }
     let slug = q.org.trim().to_lowercase();
     let org = match orgs::by_slug(&s.store.db, &slug).await {
         Ok(o) if !o.suspended => o,

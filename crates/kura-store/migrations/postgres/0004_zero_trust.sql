@@ -6,6 +6,10 @@ CREATE TABLE org_policies (
     updated_at BIGINT NOT NULL
 );
 ALTER TABLE users ADD COLUMN locked_at BIGINT;
+-- A lock from failed sign-ins stops new sign-ins only: anyone who knows an
+-- address can cause it, so it must not cut off the owner's open sessions.
+-- An administrator's lock (and containment) stops everything.
+ALTER TABLE users ADD COLUMN locked_by_failures BIGINT NOT NULL DEFAULT 0;
 -- Until this time a user without a second factor may enrol one right after
 -- the password step (new accounts and accounts an admin reset); afterwards
 -- only an admin can reopen enrolment, so a stolen password cannot enrol a factor.

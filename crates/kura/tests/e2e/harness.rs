@@ -97,6 +97,7 @@ impl TestServer {
             // Tests sign in far more often than people; the limits have their own test.
             .env("KURA_SIGNIN_RATE_PER_MINUTE", "100000")
             .env("KURA_ANONYMOUS_RATE_PER_MINUTE", "100000")
+            .env("KURA_PASSWORD_CHECKS_PER_SECOND", "100000")
             .env("KURA_SHUTDOWN_GRACE_SECS", "10");
         for (k, v) in &opts.env {
             cmd.env(k, v);
