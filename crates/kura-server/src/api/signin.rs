@@ -496,6 +496,12 @@ pub(crate) async fn check_step_up(
 ) -> ApiResult<bool> {
     session_of(actor)?;
     let p = as_pending(s, actor, ctx).await?;
+    // A locked account (even a lock from failed sign-ins, which leaves open
+    // sessions working) takes no confirmations: no guessing codes with a
+    // stolen session until an administrator has looked.
+    if p.user.locked {
+        return Err(signin::locked());
+    }
     if method == "password" {
         if !step_up_methods(s, actor).await?.contains(&"password") {
             return Err(ApiError::bad_request("use your second factor to confirm"));
@@ -557,6 +563,9 @@ async fn step_up_webauthn(
     ApiJson(req): ApiJson<CeremonyReq>,
 ) -> ApiResult<Response> {
     session_of(&a.actor)?;
+    if users::get_any(&s.store.db, a.actor.user_id).await?.locked {
+        return Err(signin::locked());
+    }
     let c = challenges::find(&s.store.db, &req.challenge, Purpose::Ceremony)
         .await?
         .filter(|c| c.user_id == a.actor.user_id)

@@ -420,6 +420,19 @@ pub async fn throttling_lockout_and_identical_answers() {
         StatusCode::OK,
         "the owner's session survives a failure lock"
     );
+    // ...but takes no confirmations while locked (no guessing with it).
+    let (st, v) = u
+        .json(
+            Method::POST,
+            "/api/auth/step-up",
+            json!({"method": "totp", "code": "123456"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("account-locked")),
+        "{v}"
+    );
     let (st, v, cookie) = raw_login(&anon, &u.email(), PASSWORD).await;
     assert_eq!(
         (st, v["code"].as_str()),
