@@ -98,9 +98,8 @@ impl Authed {
     }
 }
 
-pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+fn find_cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -110,16 +109,13 @@ pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    find_cookie(&parts.headers, name)
+}
+
 /// A cookie's value from raw headers (handlers that take a HeaderMap).
 pub fn cookie_from_headers(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+    find_cookie(headers, name).map(String::from)
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -179,13 +175,7 @@ pub(crate) async fn refuse(state: &AppState, ctx: &AuditCtx, r: sessions::Reject
     if let Some(ip) = ctx.ip.as_deref().and_then(|i| i.parse().ok()) {
         if let Err(wait) = state.anonymous_limiter.check(ip) {
             state.metrics.rate_limited.inc();
-            let mut e = ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                format!("too many requests from your address: try again in {wait} seconds"),
-            );
-            e.retry_after = Some(wait);
-            return e;
+            return ApiError::rate_limited(wait);
         }
     }
     if r != sessions::Rejected::Unknown {

@@ -49,6 +49,16 @@ impl ApiError {
             .insert(key.to_string(), value);
         self
     }
+    /// 429 for a client address over its budget, with Retry-After.
+    pub fn rate_limited(wait_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("too many requests from your address: try again in {wait_secs} seconds"),
+        );
+        e.retry_after = Some(wait_secs);
+        e
+    }
     pub fn step_up_required() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,

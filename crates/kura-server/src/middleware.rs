@@ -47,12 +47,7 @@ fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<
     let ip: std::net::IpAddr = crate::auth::client_ip(parts, state).parse().ok()?;
     let wait = limiter.check(ip).err()?;
     state.metrics.rate_limited.inc();
-    let mut e = crate::error::ApiError::new(
-        axum::http::StatusCode::TOO_MANY_REQUESTS,
-        "rate-limited",
-        format!("too many requests from your address: try again in {wait} seconds"),
-    );
-    e.retry_after = Some(wait);
+    let e = crate::error::ApiError::rate_limited(wait);
     if path.starts_with("/api/") {
         return Some(e.into_response());
     }

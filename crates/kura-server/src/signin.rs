@@ -397,7 +397,7 @@ pub(crate) async fn finish(
     .await?;
     let ip = ctx.ip.clone().unwrap_or_default();
     let ua = ctx.user_agent.clone().unwrap_or_default();
-    if kura_store::password_resets::is_new_device(db, user.id, &ip, &ua, sess.id).await? {
+    if sessions::is_new_device(db, user.id, &ip, &ua, sess.id).await? {
         let when = kura_store::time::rfc3339(kura_store::time::now_micros());
         crate::notices::new_sign_in(s, user, &ip, &ua, &when);
     }

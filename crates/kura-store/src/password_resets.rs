@@ -90,23 +90,3 @@ pub async fn complete(db: &Db, ctx: &AuditCtx, token: &str, hash: &str) -> Resul
     tx.commit().await?;
     Ok(user)
 }
-
-/// Whether a sign-in from this address and device is new for a user who
-/// has signed in before (no earlier session with both), for the "new
-/// sign-in" email. The very first sign-in is not news.
-pub async fn is_new_device(
-    db: &Db,
-    user: UserId,
-    ip: &str,
-    user_agent: &str,
-    except: kura_core::SessionId,
-) -> Result<bool> {
-    let row = sqlx::query("SELECT COUNT(*) AS earlier, COALESCE(SUM(CASE WHEN ip = $2 AND user_agent = $3 THEN 1 ELSE 0 END), 0) AS same FROM sessions WHERE user_id = $1 AND id <> $4")
-        .bind(user.to_string())
-        .bind(ip)
-        .bind(user_agent.chars().take(512).collect::<String>())
-        .bind(except.to_string())
-        .fetch_one(&db.write)
-        .await?;
-    Ok(row.int("earlier")? > 0 && row.int("same")? == 0)
-}

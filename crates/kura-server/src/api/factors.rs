@@ -44,14 +44,13 @@ async fn list_factors(State(s): State<AppState>, a: Authed) -> ApiResult<Respons
     )
 }
 
-/// Adding a factor to an account that already has one is a sensitive change.
-async fn may_add(s: &AppState, a: &Authed) -> ApiResult<()> {
+/// Adding a factor is a sensitive change, the first one too: a stolen
+/// session must not add the thief's factor.
+fn may_add(a: &Authed) -> ApiResult<()> {
     a.require_writable()?;
     if matches!(a.actor.credential, kura_core::Credential::Token { .. }) {
         return Err(ApiError::forbidden());
     }
-    // Always: a stolen session must not add the thief's factor.
-    let _ = &s;
     a.require_step_up()
 }
 
@@ -67,7 +66,7 @@ async fn add_totp(
     a: Authed,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    may_add(&s, &a).await?;
+    may_add(&a)?;
     // The body is optional: empty means the default name.
     let req: AddTotpReq = if body.iter().all(u8::is_ascii_whitespace) {
         AddTotpReq::default()
@@ -124,7 +123,7 @@ async fn confirm_totp(
 }
 
 async fn add_webauthn_options(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
-    may_add(&s, &a).await?;
+    may_add(&a)?;
     let user = users::get_any(&s.store.db, a.actor.user_id).await?;
     let stored = mfa::webauthn_credentials(&s.store.db, user.id).await?;
     let (options, state) =

@@ -641,32 +641,12 @@ pub async fn networks_step_up_revocation_and_passwords() {
             .status(),
         StatusCode::OK
     );
-    let (method, code) = fresh_code(&u.email()).await;
-    let r = u
-        .request(Method::POST, "/api/auth/step-up")
-        .json(&json!({"method": method, "code": code}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let new_cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("kura_session="))
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
-    let body: Value = r.json().await.unwrap();
+    let u2 = step_up(&u).await;
     assert_eq!(
         u.get("/api/me").await.0,
         StatusCode::UNAUTHORIZED,
         "step-up rotates the session secret"
     );
-    let mut u2 = u.clone();
-    u2.session = Some(new_cookie);
-    u2.csrf = body["csrf_token"].as_str().map(String::from);
     assert_eq!(
         u2.download(&format!("/api/projects/{}/files/{f3}/content", p.id))
             .await
