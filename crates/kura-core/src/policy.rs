@@ -41,9 +41,17 @@ pub struct Actor {
     /// A second factor was presented within the organization's step-up
     /// window; sensitive actions demand it.
     pub stepped_up: bool,
+    /// The detector contained this session: until the end of the session,
+    /// every action needs a fresh second factor.
+    pub contained: bool,
 }
 
 impl Actor {
+    /// A contained session without a fresh factor may do nothing.
+    fn held_back(&self) -> bool {
+        self.contained && !self.stepped_up
+    }
+
     fn read_only(&self) -> bool {
         matches!(
             self.credential,
@@ -197,6 +205,9 @@ pub fn authorize_project<P: ProjectPermission>(
     if action.mutates() && actor.read_only() {
         return Err(Denied::Forbidden);
     }
+    if actor.held_back() {
+        return Err(Denied::StepUpRequired);
+    }
     let by_role = facts.member_role.is_some_and(|r| r >= action.min_role());
     let by_org_admin = org_admin_here && action.org_admin_may();
     if (by_role || by_org_admin) && action.needs_step_up() && !actor.stepped_up {
@@ -275,7 +286,7 @@ pub fn authorize_org(actor: &Actor, org_id: OrgId, action: OrgAction) -> Result<
         }
     };
     let admin_action = matches!(action, OrgAction::ManageUsers | OrgAction::ReadAudit);
-    if allowed && admin_action && !actor.stepped_up {
+    if allowed && (admin_action || actor.held_back()) && !actor.stepped_up {
         return Err(Denied::StepUpRequired);
     }
     if allowed {
@@ -334,7 +345,22 @@ mod tests {
             credential: Credential::Session(SessionId::new()),
             mfa: true,
             stepped_up: true,
+            contained: false,
         }
+    }
+
+    #[test]
+    fn contained_session_needs_a_fresh_factor_for_everything() {
+        let org = OrgId::new();
+        let mut a = actor(org, true, false);
+        a.contained = true;
+        a.stepped_up = false;
+        assert_eq!(
+            authorize_org(&a, org, OrgAction::View).err(),
+            Some(Denied::StepUpRequired)
+        );
+        a.stepped_up = true;
+        assert!(authorize_org(&a, org, OrgAction::View).is_ok());
     }
 
     #[test]

@@ -130,6 +130,47 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Requests that stay possible in read-only mode: signing in and out,
+/// step-up, and turning the switch back.
+const READ_ONLY_EXEMPT: &[&str] = &[
+    "/api/auth/",
+    "/api/admin/platform",
+    "/login",
+    "/logout",
+    "/step-up",
+    "/security/platform",
+];
+
+/// The platform kill switches, checked with every credential: when
+/// suspended only platform administrators on loopback (break-glass) pass;
+/// when read-only nothing that changes state does.
+pub(crate) fn kill_switches(parts: &Parts, r: &Resolved, ctx: &AuditCtx) -> Result<(), ApiError> {
+    use kura_store::platform::Mode;
+    match r.platform_mode {
+        Mode::Normal => Ok(()),
+        Mode::Suspended => {
+            let loopback = ctx
+                .ip
+                .as_deref()
+                .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|i| i.is_loopback());
+            if r.actor.platform_admin && loopback {
+                Ok(())
+            } else {
+                Err(ApiError::platform_suspended())
+            }
+        }
+        Mode::ReadOnly => {
+            let path = parts.uri.path();
+            if is_safe(&parts.method) || READ_ONLY_EXEMPT.iter().any(|p| path.starts_with(p)) {
+                Ok(())
+            } else {
+                Err(ApiError::read_only())
+            }
+        }
+    }
+}
+
 fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -165,6 +206,7 @@ fn rejected_reason(r: sessions::Rejected) -> &'static str {
         sessions::Rejected::AccountDisabled => "account_disabled",
         sessions::Rejected::AccountLocked => "account_locked",
         sessions::Rejected::OrgSuspended => "org_suspended",
+        sessions::Rejected::PlatformSuspended => "platform_suspended",
         sessions::Rejected::NetworkNotAllowed => "network_not_allowed",
     }
 }
@@ -180,6 +222,9 @@ pub(crate) async fn refuse(state: &AppState, ctx: &AuditCtx, r: sessions::Reject
     }
     if r != sessions::Rejected::Unknown {
         audit_refusal(state, ctx, rejected_reason(r), None).await;
+    }
+    if r == sessions::Rejected::PlatformSuspended {
+        return ApiError::platform_suspended();
     }
     if r == sessions::Rejected::NetworkNotAllowed {
         return ApiError::new(
@@ -242,6 +287,7 @@ impl FromRequestParts<AppState> for Authed {
         ctx.actor_user_id = Some(resolved.actor.user_id);
         ctx.actor_org_id = Some(resolved.actor.org_id);
         ctx.credential = Some(AuditCtx::credential_label(&resolved.actor.credential));
+        kill_switches(parts, &resolved, &ctx)?;
         Ok(Authed {
             actor: resolved.actor,
             ctx,

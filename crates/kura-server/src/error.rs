@@ -66,6 +66,24 @@ impl ApiError {
             "this action needs a fresh second factor: confirm it at /api/auth/step-up and retry",
         )
     }
+    /// Kill switch: the platform is suspended.
+    pub fn platform_suspended() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "platform-suspended",
+            "the platform is suspended for maintenance; sign-in is refused",
+        )
+    }
+
+    /// Kill switch: the platform is read-only.
+    pub fn read_only() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read-only",
+            "the platform is in read-only mode: nothing can be changed right now",
+        )
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid-request", detail)
     }

@@ -13,6 +13,7 @@ pub mod notices;
 pub mod ops;
 pub mod passkeys;
 pub mod ratelimit;
+pub mod responder;
 pub mod signin;
 pub mod sso;
 pub mod state;

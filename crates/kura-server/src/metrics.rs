@@ -29,6 +29,8 @@ pub struct Metrics {
     pub audit_events: Counter,
     /// Requests refused by the per-address rate limits.
     pub rate_limited: Counter,
+    /// Security alerts raised by the detector on this node.
+    pub alerts: Counter,
     forwarded: Counter,
     forward_failures: Counter,
     forward_lag: Gauge,
@@ -82,6 +84,12 @@ impl Metrics {
             "Requests refused by the per-address sign-in and anonymous rate limits",
             rate_limited.clone(),
         );
+        let alerts = Counter::default();
+        registry.register(
+            "security_alerts",
+            "Security alerts raised by the detector",
+            alerts.clone(),
+        );
         let forwarded = Counter::default();
         let forward_failures = Counter::default();
         let forward_lag = Gauge::default();
@@ -109,6 +117,7 @@ impl Metrics {
             uploads_in_flight,
             audit_events,
             rate_limited,
+            alerts,
             forwarded,
             forward_failures,
             forward_lag,

@@ -4,8 +4,9 @@
 use crate::auth::RequestId;
 use crate::state::AppState;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::Router;
 use std::time::Instant;
@@ -63,6 +64,46 @@ fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<
     Some(r)
 }
 
+/// Kill switch: while the platform is suspended, clients other than
+/// loopback (the break-glass administrator on the host) get a maintenance
+/// page. Health checks still answer.
+fn maintenance(state: &AppState, parts: &axum::http::request::Parts) -> Option<Response> {
+    if state.mode.get() != kura_store::platform::Mode::Suspended {
+        return None;
+    }
+    let path = parts.uri.path();
+    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/assets/") {
+        return None;
+    }
+    let ip = crate::auth::client_ip(parts, state);
+    if ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|i| i.is_loopback())
+    {
+        return None;
+    }
+    let html = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let mut r = if html {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Kura: maintenance</title></head>\
+             <body><h1>Kura is under maintenance</h1><p>The service is suspended for now. Please try again later.</p>\
+             <h1 lang=\"ja\">メンテナンス中</h1><p lang=\"ja\">現在サービスを停止しています。しばらくしてから再度お試しください。</p></body></html>",
+        )
+            .into_response()
+    } else {
+        crate::error::ApiError::platform_suspended().into_response()
+    };
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("300"));
+    Some(r)
+}
+
 async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -72,7 +113,7 @@ async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> 
     // Every log line written while handling the request carries its id.
     let span = tracing::info_span!("request", request_id = %id);
     let (parts, body) = req.into_parts();
-    let limited = rate_limited(&state, &parts);
+    let limited = rate_limited(&state, &parts).or_else(|| maintenance(&state, &parts));
     let req = Request::from_parts(parts, body);
     let mut resp = match limited {
         Some(r) => r,

@@ -66,3 +66,31 @@ pub fn locked(s: &AppState, user: &User, reason: &str) {
         body,
     );
 }
+
+/// A security alert, to an organization's security contacts.
+pub fn alert(s: &AppState, to: &str, a: &kura_store::alerts::Alert) {
+    let link = format!("{}/security", s.config.public_url.trim_end_matches('/'));
+    let body = format!(
+        "Kura raised a {severity} security alert.\n\n\
+         Rule: {rule}\nWhat: {summary}\nAccount: {actor}\nAddress: {ip}\nContainment: {contain}\nAlert id: {id}\n\n\
+         Review it on the security dashboard: {link}\n\n\
+         Kura がセキュリティアラート({severity})を検知しました。\n\
+         ルール: {rule}\n内容: {summary}\n対処: {contain}\nセキュリティダッシュボードで確認してください: {link}\n",
+        severity = a.severity,
+        rule = a.rule,
+        summary = a.summary,
+        actor = a.actor_user_id.as_deref().unwrap_or("-"),
+        ip = a.ip.as_deref().unwrap_or("-"),
+        contain = a.containment,
+        id = a.id,
+    );
+    send(
+        s,
+        to,
+        &format!(
+            "Kura security alert ({}): {} / セキュリティアラート",
+            a.severity, a.rule
+        ),
+        body,
+    );
+}

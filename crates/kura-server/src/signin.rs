@@ -176,7 +176,40 @@ pub async fn password_step(
             "your organization does not allow sign-in from this network",
         ));
     }
+    if user.must_reset_password {
+        let ev = AuditEvent::new("auth.login", Outcome::Denied)
+            .org(user.org_id)
+            .detail(json!({"reason": "password_reset_required"}));
+        s.record(&ctx, ev).await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "password-reset-required",
+            "an administrator requires a new password for this account: use \"Forgot password\" to set one by email",
+        ));
+    }
     second_step(s, &ctx, user, &policy, Amr::Password, presented).await
+}
+
+/// Kill switch: a suspended platform admits only its platform
+/// administrators, and only from loopback (break-glass on the host).
+pub async fn platform_admits(s: &AppState, ctx: &AuditCtx, user: &users::User) -> ApiResult<()> {
+    let mode = kura_store::platform::mode(&s.store.db).await?;
+    if mode != kura_store::platform::Mode::Suspended {
+        return Ok(());
+    }
+    let loopback = ctx
+        .ip
+        .as_deref()
+        .and_then(|i| i.parse::<std::net::IpAddr>().ok())
+        .is_some_and(|i| i.is_loopback());
+    if user.platform_admin && loopback {
+        return Ok(());
+    }
+    let ev = AuditEvent::new("auth.login", Outcome::Denied)
+        .org(user.org_id)
+        .detail(json!({"reason": "platform_suspended"}));
+    s.record(ctx, ev).await?;
+    Err(crate::error::ApiError::platform_suspended())
 }
 
 /// After the first factor (a password, or a provider's assertion whose MFA
@@ -192,6 +225,7 @@ pub async fn second_step(
 ) -> ApiResult<Step> {
     let db = &s.store.db;
     let ctx = ctx.clone();
+    platform_admits(s, &ctx, &user).await?;
     let email = user.email.clone();
     let enrolled = mfa::enrolled(db, user.id).await?;
     let webauthn_only = policy.requires_webauthn(is_admin(&user));
@@ -380,6 +414,7 @@ pub(crate) async fn finish(
     if now.disabled || now.locked {
         return Err(locked());
     }
+    platform_admits(s, ctx, &now).await?;
     // No fixation: whatever session the client held before is ended.
     if let Some(old) = presented {
         sessions::revoke_by_token(db, old).await?;
@@ -398,6 +433,18 @@ pub(crate) async fn finish(
     let ip = ctx.ip.clone().unwrap_or_default();
     let ua = ctx.user_agent.clone().unwrap_or_default();
     if sessions::is_new_device(db, user.id, &ip, &ua, sess.id).await? {
+        // The detector's "new network or device" rule reads this event.
+        let mut c = ctx.clone();
+        c.actor_user_id = Some(user.id);
+        c.actor_org_id = Some(user.org_id);
+        c.credential = Some(format!("session:{}", sess.id));
+        s.record(
+            &c,
+            AuditEvent::new("auth.new_device", Outcome::Success)
+                .org(user.org_id)
+                .detail(json!({"ip": ip, "user_agent": ua})),
+        )
+        .await?;
         let when = kura_store::time::rfc3339(kura_store::time::now_micros());
         crate::notices::new_sign_in(s, user, &ip, &ua, &when);
     }

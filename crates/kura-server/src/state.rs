@@ -57,6 +57,8 @@ pub struct AppState {
     pub anonymous_limiter: Arc<RateLimiter>,
     pub downloads: Arc<DownloadWindow>,
     pub mailer: Option<Arc<crate::mailer::Mailer>>,
+    /// The platform kill-switch state for the maintenance page.
+    pub mode: Arc<crate::responder::ModeCache>,
 }
 
 impl AppState {
@@ -86,6 +88,7 @@ impl AppState {
             });
         Self {
             mailer,
+            mode: Arc::default(),
             signin_limiter: Arc::new(RateLimiter::per_minute(config.signin_rate_per_minute)),
             password_budget: Arc::new(RateLimiter::per_second(config.password_checks_per_second)),
             anonymous_limiter: Arc::new(RateLimiter::per_minute(config.anonymous_rate_per_minute)),

@@ -393,3 +393,34 @@ pub async fn recent_activity(db: &Db, user: UserId, limit: i64) -> Result<Vec<St
     .await?;
     rows.iter().map(stored_from_row).collect()
 }
+
+/// The newest event id (0 for an empty trail).
+pub async fn max_id(db: &Db) -> Result<i64> {
+    use crate::db::RowExt;
+    sqlx::query("SELECT COALESCE(MAX(id), 0) AS m FROM audit_events")
+        .fetch_one(&db.write)
+        .await?
+        .int("m")
+}
+
+/// Committed events after `id`, oldest first (followers of the trail).
+pub async fn events_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
+    let rows = sqlx::query("SELECT * FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2")
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&db.write)
+        .await?;
+    rows.iter().map(crate::chain::Record::from_row).collect()
+}
+
+/// When `actor` first did anything in `project` (None: never).
+pub async fn first_access(db: &Db, actor: &str, project: &str) -> Result<Option<i64>> {
+    use crate::db::RowExt;
+    sqlx::query("SELECT ts FROM audit_events WHERE actor_user_id = $1 AND project_id = $2 ORDER BY id LIMIT 1")
+        .bind(actor)
+        .bind(project)
+        .fetch_optional(&db.write)
+        .await?
+        .map(|r| r.int("ts"))
+        .transpose()
+}

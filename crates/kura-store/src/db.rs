@@ -67,6 +67,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_sso.sql"),
         postgres: include_str!("../migrations/postgres/0006_sso.sql"),
     },
+    Migration {
+        version: 7,
+        name: "breach",
+        sqlite: include_str!("../migrations/sqlite/0007_breach.sql"),
+        postgres: include_str!("../migrations/postgres/0007_breach.sql"),
+    },
 ];
 
 impl Db {

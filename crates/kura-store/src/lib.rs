@@ -5,14 +5,18 @@
 //! Functions that read or change project data take a grant from
 //! `kura_core::policy`; they cannot be called without a prior decision.
 
+pub mod alerts;
 pub mod audit;
 pub mod blobs;
 pub mod chain;
 pub mod challenges;
 pub mod db;
+pub mod detect;
+pub mod detection;
 pub mod error;
 pub mod forward;
 pub mod fsck;
+pub mod incident;
 pub mod keyring;
 pub mod members;
 pub mod mfa;
@@ -20,8 +24,10 @@ pub mod nodes;
 pub mod org_policy;
 pub mod orgs;
 pub mod password_resets;
+pub mod platform;
 pub mod projects;
 pub mod sessions;
+pub mod settings;
 pub mod sso;
 pub mod throttle;
 pub mod time;

@@ -75,7 +75,7 @@ pub async fn complete(db: &Db, ctx: &AuditCtx, token: &str, hash: &str) -> Resul
     if n != 1 {
         return Err(StoreError::NotFound);
     }
-    let org = sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3 RETURNING org_id")
+    let org = sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2, must_reset_password = 0 WHERE id = $3 RETURNING org_id")
         .bind(hash)
         .bind(now)
         .bind(user.to_string())

@@ -128,6 +128,8 @@ pub struct Resolved {
     pub csrf_digest: Option<String>,
     /// The home organization's policy, read with the credential.
     pub policy: std::sync::Arc<OrgPolicy>,
+    /// The platform's kill-switch state, read with the credential.
+    pub platform_mode: crate::platform::Mode,
 }
 
 /// Why a credential did not resolve; all answer 401 to the client.
@@ -139,6 +141,8 @@ pub enum Rejected {
     AccountDisabled,
     AccountLocked,
     OrgSuspended,
+    /// The platform is suspended (kill switch).
+    PlatformSuspended,
     /// The client's address is outside the organization's allowed networks.
     NetworkNotAllowed,
 }
@@ -146,7 +150,8 @@ pub enum Rejected {
 /// The columns every credential check reads about the account, its
 /// organization and the organization's policy.
 const ACCOUNT_COLS: &str =
-    "u.org_id, u.disabled, u.locked_at, u.locked_by_failures, u.org_admin, u.platform_admin, o.suspended, p.policy";
+    "u.org_id, u.disabled, u.locked_at, u.locked_by_failures, u.org_admin, u.platform_admin, o.suspended, p.policy, \
+     (SELECT value FROM settings WHERE key = 'platform_mode') AS platform_mode";
 const ACCOUNT_JOIN: &str = "JOIN users u ON u.id = c.user_id JOIN orgs o ON o.id = u.org_id LEFT JOIN org_policies p ON p.org_id = u.org_id";
 
 /// What sessions and tokens both re-check on every request: the account is
@@ -159,6 +164,7 @@ fn active_actor(
     ip: &str,
     mfa: bool,
     stepped_up: bool,
+    contained: bool,
 ) -> Result<Result<Actor, Rejected>> {
     if r.flag("disabled")? {
         return Ok(Err(Rejected::AccountDisabled));
@@ -172,6 +178,14 @@ fn active_actor(
     if !policy.allows_ip(ip) {
         return Ok(Err(Rejected::NetworkNotAllowed));
     }
+    // A suspended platform admits only its break-glass administrators (the
+    // caller also requires a loopback client for them).
+    if crate::platform::Mode::parse(r.opt_str("platform_mode")?.as_deref())
+        == crate::platform::Mode::Suspended
+        && !r.flag("platform_admin")?
+    {
+        return Ok(Err(Rejected::PlatformSuspended));
+    }
     Ok(Ok(Actor {
         user_id: r.id("user_id")?,
         org_id: r.id("org_id")?,
@@ -180,6 +194,7 @@ fn active_actor(
         credential,
         mfa,
         stepped_up,
+        contained,
     }))
 }
 
@@ -204,7 +219,7 @@ pub async fn resolve_session(
     ip: &str,
 ) -> Result<Result<Resolved, Rejected>> {
     let row = sqlx::query(&format!(
-        "SELECT c.id, c.user_id, c.csrf_digest, c.created_at, c.last_seen_at, c.absolute_expires_at, c.revoked_at, c.mfa_at, c.amr, \
+        "SELECT c.id, c.user_id, c.csrf_digest, c.created_at, c.last_seen_at, c.absolute_expires_at, c.revoked_at, c.mfa_at, c.amr, c.contained_at, \
          {ACCOUNT_COLS} FROM sessions c {ACCOUNT_JOIN} WHERE c.token_digest = $1"
     ))
     .bind(token_digest(token))
@@ -239,6 +254,7 @@ pub async fn resolve_session(
         // password re-entry (step-up without factors) renews freshness only.
         Amr::parse(&r.str("amr")?).is_mfa(),
         fresh,
+        r.opt_int("contained_at")?.is_some(),
     )? {
         Ok(a) => a,
         Err(rej) => return Ok(Err(rej)),
@@ -255,6 +271,7 @@ pub async fn resolve_session(
         actor,
         csrf_digest: Some(r.str("csrf_digest")?),
         policy: std::sync::Arc::new(org_policy),
+        platform_mode: crate::platform::Mode::parse(r.opt_str("platform_mode")?.as_deref()),
     }))
 }
 
@@ -608,6 +625,7 @@ pub async fn resolve_token(db: &Db, secret: &str, ip: &str) -> Result<Result<Res
         ip,
         mfa,
         mfa,
+        false,
     )? {
         Ok(a) => a,
         Err(rej) => return Ok(Err(rej)),
@@ -625,6 +643,7 @@ pub async fn resolve_token(db: &Db, secret: &str, ip: &str) -> Result<Result<Res
         actor,
         csrf_digest: None,
         policy: std::sync::Arc::new(org_policy),
+        platform_mode: crate::platform::Mode::parse(r.opt_str("platform_mode")?.as_deref()),
     }))
 }
 

@@ -30,9 +30,12 @@ pub struct User {
     /// Until then a user without a second factor may enrol one after the password step.
     #[serde(serialize_with = "crate::time::serialize_opt_rfc3339")]
     pub mfa_enrol_until: Option<i64>,
+    /// Kill switch: the current password opens nothing until it is reset
+    /// through the emailed link.
+    pub must_reset_password: bool,
 }
 
-const COLS: &str = "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at, locale, time_zone, locked_at, mfa_enrol_until";
+const COLS: &str = "id, org_id, email, display_name, org_admin, platform_admin, disabled, created_at, locale, time_zone, locked_at, mfa_enrol_until, must_reset_password";
 
 /// How long a new account (or one whose factors an admin reset) may enrol
 /// its first second factor right after the password step.
@@ -52,6 +55,7 @@ fn from_row(r: &AnyRow) -> Result<User> {
         time_zone: r.opt_str("time_zone")?,
         locked: r.opt_int("locked_at")?.is_some(),
         mfa_enrol_until: r.opt_int("mfa_enrol_until")?,
+        must_reset_password: r.flag("must_reset_password")?,
     })
 }
 
@@ -271,7 +275,7 @@ pub async fn set_password_hash(
     action: &'static str,
 ) -> Result<()> {
     let mut tx = db.write.begin().await?;
-    let n = sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3 AND org_id = $4")
+    let n = sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2, must_reset_password = 0 WHERE id = $3 AND org_id = $4")
         .bind(hash)
         .bind(now_micros())
         .bind(id.to_string())
@@ -321,6 +325,53 @@ async fn reopen_passkey_enrolment_tx(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Kill switch: force a password reset and second-factor re-enrolment for
+/// one user or, with `None`, every user of the organization. Their sessions
+/// and tokens end, their factors are removed, and the current password
+/// opens nothing until it is replaced through the emailed reset link.
+pub async fn force_reset(
+    db: &Db,
+    g: &OrgGrant,
+    ctx: &AuditCtx,
+    who: Option<UserId>,
+) -> Result<u64> {
+    require(g, OrgAction::ManageUsers)?;
+    let ids: Vec<UserId> = match who {
+        Some(id) => vec![get_in_org(db, g, id).await?.id],
+        // The admin who throws the switch keeps their account, so that
+        // someone can still act; the CLI (no actor) resets everyone.
+        None => list(db, g)
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .filter(|id| Some(*id) != ctx.actor_user_id)
+            .collect(),
+    };
+    let until = now_micros() + ENROL_WINDOW_SECS * crate::time::MICROS_PER_SEC;
+    let mut tx = db.write.begin().await?;
+    for id in &ids {
+        sqlx::query("UPDATE users SET must_reset_password = 1 WHERE id = $1 AND org_id = $2")
+            .bind(id.to_string())
+            .bind(g.org_id().to_string())
+            .execute(&mut *tx)
+            .await?;
+        crate::mfa::reset_tx(&mut tx, *id, until).await?;
+        crate::sessions::revoke_all_credentials_tx(&mut tx, *id).await?;
+    }
+    audit::append(
+        &mut tx,
+        ctx,
+        &AuditEvent::new("user.force_reset", Outcome::Success)
+            .org(g.org_id())
+            .detail(
+                serde_json::json!({"user_id": who, "whole_org": who.is_none(), "users": ids.len()}),
+            ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ids.len() as u64)
 }
 
 /// Remove a user's factors and recovery codes, reopen enrolment for the

@@ -15,6 +15,28 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AdminCmd {
+    /// Kill switch: set the platform mode (normal, read-only, suspended); suspension ends every session
+    PlatformMode {
+        /// normal | read-only | suspended (omit to show the current mode)
+        mode: Option<String>,
+    },
+    /// Kill switch: suspend an organization (its users are cut off at the next request)
+    SuspendOrg {
+        #[arg(long)]
+        org: String,
+    },
+    /// Reinstate a suspended organization
+    ReinstateOrg {
+        #[arg(long)]
+        org: String,
+    },
+    /// Kill switch: force a password reset and MFA re-enrolment for one user (--email) or a whole organization (--org)
+    ForceReset {
+        #[arg(long, conflicts_with = "org")]
+        email: Option<String>,
+        #[arg(long)]
+        org: Option<String>,
+    },
     /// Create an organization
     CreateOrg {
         #[arg(long)]
@@ -274,6 +296,41 @@ pub async fn run(c: Config, cmd: AdminCmd) -> Result<ExitCode> {
             throttle::unlock(db, &ctx, u.id, u.org_id, &u.email).await?;
             println!("unlocked {}", u.email);
         }
+        AdminCmd::PlatformMode { mode } => match mode {
+            None => println!("{}", kura_store::platform::mode(db).await?.as_str()),
+            Some(m) => {
+                let m = kura_store::platform::Mode::from_arg(&m)?;
+                let g = kura_core::cli_platform_grant();
+                let old = kura_store::platform::set_mode(db, &g, &ctx, m).await?;
+                println!("platform mode: {} (was {})", m.as_str(), old.as_str());
+                if m == kura_store::platform::Mode::Suspended {
+                    println!("every session and API token has ended; platform administrators can sign in from loopback only");
+                }
+            }
+        },
+        AdminCmd::SuspendOrg { org } => set_suspended(db, &ctx, &org, true).await?,
+        AdminCmd::ReinstateOrg { org } => set_suspended(db, &ctx, &org, false).await?,
+        AdminCmd::ForceReset { email, org } => {
+            let (og, who, label) = match (email, org) {
+                (Some(e), _) => {
+                    let u = user_by_email(db, &e).await?;
+                    (kura_core::cli_org_grant(u.org_id), Some(u.id), u.email)
+                }
+                (None, Some(slug)) => {
+                    let o = orgs::by_slug(db, &slug)
+                        .await
+                        .with_context(|| format!("no organization with slug '{slug}'"))?;
+                    (
+                        kura_core::cli_org_grant(o.id),
+                        None,
+                        format!("every user of {slug}"),
+                    )
+                }
+                (None, None) => anyhow::bail!("give --email or --org"),
+            };
+            let n = users::force_reset(db, &og, &ctx, who).await?;
+            println!("{label}: {n} account(s) must reset their password (Forgot password) and enrol a second factor again; their sessions and tokens have ended");
+        }
         AdminCmd::Lock { email } => {
             let u = user_by_email(db, &email).await?;
             throttle::lock(db, &ctx, u.id, u.org_id, "operator").await?;
@@ -436,4 +493,39 @@ pub async fn fsck(c: Config, a: FsckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn set_suspended(
+    db: &kura_store::Db,
+    ctx: &kura_store::AuditCtx,
+    slug: &str,
+    suspended: bool,
+) -> Result<()> {
+    let o = orgs::by_slug(db, slug)
+        .await
+        .with_context(|| format!("no organization with slug '{slug}'"))?;
+    if o.is_platform {
+        anyhow::bail!("the platform operators' organization cannot be suspended");
+    }
+    orgs::update(
+        db,
+        &kura_core::cli_platform_grant(),
+        ctx,
+        o.id,
+        orgs::OrgChanges {
+            name: None,
+            quota_bytes: None,
+            suspended: Some(suspended),
+        },
+    )
+    .await?;
+    println!(
+        "{slug}: {}",
+        if suspended {
+            "suspended (its users are refused from the next request)"
+        } else {
+            "reinstated"
+        }
+    );
+    Ok(())
 }

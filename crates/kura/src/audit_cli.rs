@@ -113,6 +113,15 @@ pub async fn run(c: Config, cmd: AuditCmd) -> Result<ExitCode> {
             let report =
                 chain::verify_db(&store.db, only.as_deref(), Some(&signer.public_key_hex()))
                     .await?;
+            // The security dashboard shows when the trail was last proven intact.
+            let summary = serde_json::json!({
+                "at_micros": kura_store::time::now_micros(), "org": org, "healthy": report.problems.is_empty(),
+                "events": report.events, "chains": report.chains, "checkpoints": report.checkpoints,
+                "problems": report.problems.len(),
+            });
+            if let Err(e) = kura_store::incident::record_verification(&store.db, &summary).await {
+                eprintln!("note: could not record the verification: {e}");
+            }
             print_report(&report, json)
         }
         AuditCmd::Export { org, out } => {

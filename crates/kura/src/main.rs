@@ -3,6 +3,7 @@
 mod admin;
 mod audit_cli;
 mod config;
+mod incident_cli;
 mod open;
 mod serve;
 
@@ -42,6 +43,11 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: audit_cli::AuditCmd,
+    },
+    /// Incident response: the scope report
+    Incident {
+        #[command(subcommand)]
+        cmd: incident_cli::IncidentCmd,
     },
     /// Apply database migrations and exit
     Migrate,
@@ -103,6 +109,7 @@ fn main() -> ExitCode {
             Cmd::Serve(args) => serve::run(config, args).await,
             Cmd::Admin { cmd } => admin::run(config, cmd).await,
             Cmd::Audit { cmd } => audit_cli::run(config, cmd).await,
+            Cmd::Incident { cmd } => incident_cli::run(config, cmd).await,
             Cmd::Migrate => admin::migrate(config).await,
             Cmd::Fsck(args) => admin::fsck(config, args).await,
         }

@@ -103,6 +103,8 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
         c.forward_sinks(),
         Duration::from_millis(200),
     ));
+    // Detection rules over the committed trail; alerts, containment, notices.
+    kura_server::responder::start(state.clone());
     let routers = kura_server::build(state, c.admin_listen.is_some());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -11,6 +11,7 @@ mod files;
 mod org_security;
 pub(crate) mod password_reset;
 mod projects;
+pub mod security;
 pub(crate) mod signin;
 pub(crate) mod transfer;
 
@@ -91,7 +92,8 @@ pub fn routes() -> (Router<AppState>, Router<AppState>, Value) {
     let public = audit::routes(public);
     let public = admin::org_routes(public);
     let public = org_security::routes(public);
-    let admin = admin::routes(Api::new());
+    let public = security::routes(public);
+    let admin = security::admin_routes(admin::routes(Api::new()));
     let doc = openapi(&[&public.ops, &admin.ops]);
     (public.router, admin.router, doc)
 }

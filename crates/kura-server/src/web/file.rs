@@ -40,6 +40,9 @@ struct FilePage {
     versions: Vec<VersionRow>,
     preview: Option<&'static str>,
     can_write: bool,
+    /// Admins of the owning organization may mark the file as a canary.
+    can_canary: bool,
+    is_canary: bool,
 }
 
 /// Types shown inline, with the Content-Type we serve them as. Anything
@@ -88,6 +91,12 @@ pub async fn details(
     )
     .await
     .web(&w)?;
+    let me = w.me()?;
+    let can_canary = node.is_file() && me.actor.org_admin && me.actor.org_id == g.org_id();
+    let is_canary = can_canary
+        && kura_store::alerts::is_canary(&s.store.db, n)
+            .await
+            .web(&w)?;
     let rows = versions
         .iter()
         .map(|v| VersionRow {
@@ -115,6 +124,8 @@ pub async fn details(
         name: node.name,
         versions: rows,
         can_write: g.role().is_some_and(|r| r >= ProjectRole::Member),
+        can_canary,
+        is_canary,
     };
     Ok(html(&page))
 }

@@ -18,6 +18,8 @@ mod mfa;
 mod org_security;
 mod pages;
 mod password_reset;
+pub mod security;
+pub use security::scope_html;
 mod sso;
 
 use crate::auth::{cookie_value, RequestId, SESSION_COOKIE};
@@ -106,6 +108,17 @@ pub fn router() -> Router<AppState> {
         .route("/orgs/{o}/revoke-sessions", post(org_security::revoke_org))
         .route("/orgs/{o}/policy", post(org_security::set_policy))
         .route("/audit", get(admin::audit))
+        .route("/security", get(security::dashboard))
+        .route("/security/scope", get(security::scope))
+        .route("/security/alerts/{a}/status", post(security::alert_status))
+        .route("/security/platform/mode", post(security::set_mode))
+        .route("/security/orgs/{o}/suspend", post(security::suspend_org))
+        .route("/orgs/{o}/force-reset", post(security::force_reset_org))
+        .route(
+            "/orgs/{o}/users/{u}/force-reset",
+            post(security::force_reset_user),
+        )
+        .route("/projects/{p}/nodes/{n}/canary", post(security::canary))
         .route("/audit.csv", get(admin::audit_csv))
         .route("/account", get(account::page))
         .route("/account/password", post(account::password))
@@ -209,6 +222,7 @@ impl FromRequestParts<AppState> for Web {
             }
         };
         if let Ok(r) = resolved {
+            crate::auth::kill_switches(parts, &r, &web.ctx).map_err(|e| web.error(e))?;
             let user = kura_store::users::get_any(&state.store.db, r.actor.user_id)
                 .await
                 .map_err(|e| web.error(e.into()))?;

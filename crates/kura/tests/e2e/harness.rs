@@ -296,9 +296,13 @@ impl Client {
             .unwrap_or("")
             .to_string();
         let bytes = resp.bytes().await.unwrap_or_default();
-        // 507 is the quota answer the API promises; every other 5xx is a bug.
+        // 507 is the quota answer the API promises, 503 the kill switches'
+        // (read-only, suspended); every other 5xx is a bug.
+        let kill_switch = st == StatusCode::SERVICE_UNAVAILABLE
+            && serde_json::from_slice::<Value>(&bytes)
+                .is_ok_and(|v| v["code"] == "read-only" || v["code"] == "platform-suspended");
         assert!(
-            st.as_u16() < 500 || st == StatusCode::INSUFFICIENT_STORAGE,
+            st.as_u16() < 500 || st == StatusCode::INSUFFICIENT_STORAGE || kill_switch,
             "server error {st}: {}",
             String::from_utf8_lossy(&bytes)
         );

@@ -7,6 +7,7 @@ mod accounts;
 mod audit_chain;
 mod authz_matrix;
 mod bad_input;
+mod breach;
 mod factors;
 mod files;
 mod forwarding;
@@ -128,4 +129,14 @@ async fn zero_trust_rate_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_trust_email_reset_and_notices() {
     zero_trust::email_reset_and_notices().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breach_detect_contain_notify_and_scope() {
+    breach::detect_contain_notify_and_scope().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breach_kill_switches() {
+    breach::kill_switches_take_effect_on_the_next_request().await;
 }

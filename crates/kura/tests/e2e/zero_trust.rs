@@ -38,7 +38,7 @@ async fn db(server: &TestServer) -> sqlx::AnyConnection {
 }
 
 /// Confirm a fresh factor; the session secret is renewed.
-async fn step_up(c: &Client) -> Client {
+pub(crate) async fn step_up(c: &Client) -> Client {
     let (method, code) = fresh_code(&c.email()).await;
     let r = c
         .request(Method::POST, "/api/auth/step-up")
