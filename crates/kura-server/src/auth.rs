@@ -130,16 +130,21 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Requests that stay possible in read-only mode: signing in and out,
-/// step-up, and turning the switch back.
-const READ_ONLY_EXEMPT: &[&str] = &[
-    "/api/auth/",
-    "/api/admin/platform",
-    "/login",
-    "/logout",
-    "/step-up",
-    "/security/platform",
-];
+/// Requests that stay possible in read-only mode: signing in (factors and
+/// first enrolment included) and out, step-up, and turning the switch back.
+/// Password resets are changes like any other and wait.
+pub(crate) fn read_only_allows(path: &str) -> bool {
+    const EXEMPT: &[&str] = &[
+        "/api/auth/",
+        "/api/admin/platform",
+        "/login",
+        "/logout",
+        "/step-up",
+        "/sso",
+        "/security/platform",
+    ];
+    EXEMPT.iter().any(|p| path.starts_with(p)) && !path.starts_with("/api/auth/password-reset")
+}
 
 /// The platform kill switches, checked with every credential: when
 /// suspended only platform administrators on loopback (break-glass) pass;
@@ -162,7 +167,7 @@ pub(crate) fn kill_switches(parts: &Parts, r: &Resolved, ctx: &AuditCtx) -> Resu
         }
         Mode::ReadOnly => {
             let path = parts.uri.path();
-            if is_safe(&parts.method) || READ_ONLY_EXEMPT.iter().any(|p| path.starts_with(p)) {
+            if is_safe(&parts.method) || read_only_allows(path) {
                 Ok(())
             } else {
                 Err(ApiError::read_only())
@@ -171,7 +176,7 @@ pub(crate) fn kill_switches(parts: &Parts, r: &Resolved, ctx: &AuditCtx) -> Resu
     }
 }
 
-fn is_safe(m: &Method) -> bool {
+pub(crate) fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 

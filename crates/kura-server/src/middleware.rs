@@ -68,10 +68,17 @@ fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<
 /// loopback (the break-glass administrator on the host) get a maintenance
 /// page. Health checks still answer.
 fn maintenance(state: &AppState, parts: &axum::http::request::Parts) -> Option<Response> {
-    if state.mode.get() != kura_store::platform::Mode::Suspended {
-        return None;
-    }
     let path = parts.uri.path();
+    match state.mode.get() {
+        kura_store::platform::Mode::Normal => return None,
+        // Requests with a credential are checked with it (auth.rs); this
+        // catches the anonymous changes (password reset, bootstrap).
+        kura_store::platform::Mode::ReadOnly => {
+            return (!crate::auth::is_safe(&parts.method) && !crate::auth::read_only_allows(path))
+                .then(|| crate::error::ApiError::read_only().into_response());
+        }
+        kura_store::platform::Mode::Suspended => {}
+    }
     if matches!(path, "/healthz" | "/readyz") || path.starts_with("/assets/") {
         return None;
     }

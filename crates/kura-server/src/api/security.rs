@@ -218,10 +218,13 @@ async fn canary(
     node: NodeId,
     on: bool,
 ) -> ApiResult<Response> {
-    // Only admins of the organization that owns the project; the store
-    // checks that the file lies in a project of that organization (404 else).
+    // Only admins of the organization that owns the project (or platform
+    // admins); the store checks that the file lies in that project (404 else).
+    let facts = kura_store::projects::facts(&s.store.db, project, a.actor.user_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let g = s
-        .org_grant(&a.actor, &a.ctx, a.actor.org_id, OrgAction::ManageUsers)
+        .org_grant(&a.actor, &a.ctx, facts.org_id, OrgAction::ManageUsers)
         .await?;
     alerts::mark_canary(&s.store.db, &g, &a.ctx, project, node, on).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -508,8 +508,12 @@ pub async fn canary(
     let (Ok(project), Ok(node)) = (p.parse(), n.parse()) else {
         return Err(w.error(ApiError::not_found()));
     };
+    let facts = kura_store::projects::facts(&s.store.db, project, me.actor.user_id)
+        .await
+        .web(&w)?
+        .ok_or_else(|| w.error(ApiError::not_found()))?;
     let g = s
-        .org_grant(&me.actor, &w.ctx, me.actor.org_id, OrgAction::ManageUsers)
+        .org_grant(&me.actor, &w.ctx, facts.org_id, OrgAction::ManageUsers)
         .await
         .web(&w)?;
     alerts::mark_canary(&s.store.db, &g, &w.ctx, project, node, f.suspended == "1")

@@ -185,8 +185,17 @@ async fn build(
         | "request_password_reset"
         | "confirm_password_reset" => return None,
         // Ends every session of the organization, the matrix's actors
-        // included: its authorization is tested in zero_trust.
-        "revoke_org_sessions" => return None,
+        // included: its authorization is tested in zero_trust (and breach).
+        "revoke_org_sessions" | "force_reset_org" => return None,
+        // Need an alert of the target organization; breach tests them,
+        // including another organization's 404.
+        "set_alert_status" | "platform_alert_status" => return None,
+        "org_alerts" | "platform_alerts" | "get_detection" | "list_canaries"
+        | "get_platform_mode" | "org_scope" | "platform_scope" | "force_reset_user" => {}
+        "set_detection" => body = Some(json!({})),
+        "set_platform_mode" => body = Some(json!({"mode": "normal"})),
+        // A canary of its own: reads of the shared file must not alert.
+        "mark_canary" | "unmark_canary" => node = fresh_file().await,
         "get_policy"
         | "list_user_sessions"
         | "lock_user"
@@ -255,6 +264,8 @@ async fn build(
         .replace("{user_id}", &user);
     let query = if op_id == "upload_file" {
         format!("?name={}", unique("up"))
+    } else if op_id.ends_with("_scope") {
+        format!("?actor={user}")
     } else {
         String::new()
     };
