@@ -50,7 +50,8 @@ struct Loop {
     first_access: HashMap<(String, String), i64>,
 }
 
-pub fn start(state: AppState) {
+/// Keep the mode cache fresh and, with `evaluate`, take part in detection.
+pub fn start(state: AppState, evaluate: bool) {
     tokio::spawn(async move {
         let mut l = Loop {
             node: uuid::Uuid::new_v4().to_string(),
@@ -61,6 +62,10 @@ pub fn start(state: AppState) {
         loop {
             if let Ok(m) = kura_store::platform::mode(&state.store.db).await {
                 state.mode.set(m);
+            }
+            if !evaluate {
+                tokio::time::sleep(TICK).await;
+                continue;
             }
             match l.tick(&state).await {
                 Ok(true) => continue, // more to read

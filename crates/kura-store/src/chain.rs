@@ -50,31 +50,61 @@ impl Record {
 
     /// The hash this event must carry, given the previous one.
     pub fn expected_hash(&self, prev: &str, seq: i64) -> String {
-        let canonical = serde_json::json!([
-            self.chain(),
-            seq,
-            self.ts,
-            self.org_id,
-            self.actor_user_id,
-            self.actor_org_id,
-            self.credential,
-            self.ip,
-            self.user_agent,
-            self.request_id,
-            self.action,
-            self.outcome,
-            self.project_id,
-            self.node_id,
-            self.version_id,
-            self.object_name,
-            self.bytes,
-            self.detail
-        ]);
+        let mut buf = Vec::with_capacity(512);
+        let hex = self.expected_hash_into(prev.as_bytes(), seq, &mut buf);
+        String::from_utf8_lossy(&hex).into_owned()
+    }
+
+    /// The same hash as lowercase hex bytes, writing the canonical form into
+    /// `buf` (reused across events: verification allocates nothing per event).
+    /// The canonical form is the compact JSON array of the chain name, the
+    /// position and every stored field, byte for byte what `serde_json`
+    /// writes for them.
+    pub fn expected_hash_into(&self, prev: &[u8], seq: i64, buf: &mut Vec<u8>) -> [u8; 64] {
+        fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T, first: bool) {
+            if !first {
+                buf.push(b',');
+            }
+            // Writing strings, integers and nulls into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, v);
+        }
+        buf.clear();
+        buf.push(b'[');
+        put(buf, self.chain(), true);
+        put(buf, &seq, false);
+        put(buf, &self.ts, false);
+        for f in [
+            &self.org_id,
+            &self.actor_user_id,
+            &self.actor_org_id,
+            &self.credential,
+            &self.ip,
+            &self.user_agent,
+            &self.request_id,
+        ] {
+            put(buf, f, false);
+        }
+        put(buf, &self.action, false);
+        put(buf, &self.outcome, false);
+        for f in [
+            &self.project_id,
+            &self.node_id,
+            &self.version_id,
+            &self.object_name,
+        ] {
+            put(buf, f, false);
+        }
+        put(buf, &self.bytes, false);
+        put(buf, &self.detail, false);
+        buf.push(b']');
         let mut h = Sha256::new();
-        h.update(prev.as_bytes());
+        h.update(prev);
         h.update(b"\n");
-        h.update(canonical.to_string().as_bytes());
-        hex::encode(h.finalize())
+        h.update(&buf[..]);
+        let mut out = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(h.finalize(), &mut out);
+        out
     }
 
     pub fn from_row(r: &AnyRow) -> Result<Self> {
@@ -167,7 +197,7 @@ pub async fn checkpoint_all(db: &Db, signer: &kura_crypto::AuditSigner) -> Resul
     let heads = sqlx::query("SELECT chain, seq, hash FROM audit_chain_heads")
         .fetch_all(&db.read)
         .await?;
-    let mut made = 0;
+    let mut made = Vec::new();
     for h in &heads {
         let (chain, seq, hash) = (h.str("chain")?, h.int("seq")?, h.str("hash")?);
         let last = sqlx::query("SELECT MAX(seq) AS s FROM audit_checkpoints WHERE chain = $1")
@@ -180,6 +210,14 @@ pub async fn checkpoint_all(db: &Db, signer: &kura_crypto::AuditSigner) -> Resul
         }
         let ts = crate::time::now_micros();
         let signature = signer.sign_hex(&Checkpoint::message(&chain, seq, &hash, ts));
+        made.push(Checkpoint {
+            chain: chain.clone(),
+            seq,
+            hash: hash.clone(),
+            ts,
+            public_key: signer.public_key_hex(),
+            signature: signature.clone(),
+        });
         sqlx::query("INSERT INTO audit_checkpoints (chain, seq, hash, ts, public_key, signature) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&chain)
             .bind(seq)
@@ -189,9 +227,50 @@ pub async fn checkpoint_all(db: &Db, signer: &kura_crypto::AuditSigner) -> Resul
             .bind(signature)
             .execute(&db.write)
             .await?;
-        made += 1;
     }
-    Ok(made)
+    // Each signed checkpoint also goes into the trail itself (platform
+    // chain): the SIEM forwarder then keeps a copy off the database, and a
+    // checkpoint deleted from its table is still found by `verify`.
+    if !made.is_empty() {
+        let ctx = crate::AuditCtx {
+            credential: Some("checkpointer".into()),
+            ip: Some("local".into()),
+            ..crate::AuditCtx::default()
+        };
+        let ev = crate::AuditEvent::new(CHECKPOINT_ACTION, crate::Outcome::Success)
+            .detail(serde_json::json!({ "checkpoints": made }));
+        crate::audit::record_now(db, &ctx, &ev).await?;
+    }
+    Ok(made.len())
+}
+
+/// The audit action that records signed checkpoints in the trail.
+pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
+
+/// Checkpoints recorded in the trail (see [`checkpoint_all`]).
+async fn checkpoints_in_trail(db: &Db, chain: Option<&str>) -> Result<Vec<Checkpoint>> {
+    let rows = sqlx::query("SELECT detail FROM audit_events WHERE action = $1 AND org_id IS NULL")
+        .bind(CHECKPOINT_ACTION)
+        .fetch_all(&db.read)
+        .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let Some(d) = r.opt_str("detail")? else {
+            continue;
+        };
+        #[derive(Deserialize)]
+        struct Recorded {
+            checkpoints: Vec<Checkpoint>,
+        }
+        if let Ok(rec) = serde_json::from_str::<Recorded>(&d) {
+            out.extend(
+                rec.checkpoints
+                    .into_iter()
+                    .filter(|c| chain.is_none_or(|x| x == c.chain)),
+            );
+        }
+    }
+    Ok(out)
 }
 
 pub async fn checkpoints(db: &Db, chain: Option<&str>) -> Result<Vec<Checkpoint>> {
@@ -244,23 +323,41 @@ pub struct Report {
 /// Walks one chain's events in sequence order and checks every link.
 pub struct ChainVerifier {
     chain: String,
-    prev: String,
+    prev: [u8; 64],
     next_seq: i64,
     last_id: i64,
     broken: bool,
+    buf: Vec<u8>,
+    /// Positions whose hash a checkpoint will be compared with (None: all,
+    /// when the checkpoints come after the events, as in an export).
+    wanted: Option<std::collections::HashSet<i64>>,
     pub hashes: std::collections::HashMap<i64, String>,
 }
 
 impl ChainVerifier {
     pub fn new(chain: &str) -> Self {
+        let mut prev = [0u8; 64];
+        prev.copy_from_slice(GENESIS.as_bytes());
         Self {
             chain: chain.to_string(),
-            prev: GENESIS.into(),
+            prev,
             next_seq: 1,
             last_id: 0,
             broken: false,
+            buf: Vec::with_capacity(1024),
+            wanted: None,
             hashes: Default::default(),
         }
+    }
+
+    /// Keep only the hashes at these positions (the known checkpoints).
+    pub fn keeping(mut self, seqs: impl IntoIterator<Item = i64>) -> Self {
+        self.wanted = Some(seqs.into_iter().collect());
+        self
+    }
+
+    fn prev_str(&self) -> String {
+        String::from_utf8_lossy(&self.prev).into_owned()
     }
 
     fn problem(
@@ -320,8 +417,8 @@ impl ChainVerifier {
         if r.id <= self.last_id {
             return self.problem(Some(seq), Some(r.id), "reordered", format!("event id {} at position {seq} comes before the previous event id {} (reordered)", r.id, self.last_id));
         }
-        let expected = r.expected_hash(&self.prev, seq);
-        if r.chain_hash.as_deref() != Some(expected.as_str()) {
+        let expected = r.expected_hash_into(&self.prev, seq, &mut self.buf);
+        if r.chain_hash.as_deref().map(str::as_bytes) != Some(&expected[..]) {
             return self.problem(
                 Some(seq),
                 Some(r.id),
@@ -335,7 +432,9 @@ impl ChainVerifier {
         self.prev = expected;
         self.next_seq += 1;
         self.last_id = r.id;
-        self.hashes.insert(seq, self.prev.clone());
+        if self.wanted.as_ref().is_none_or(|w| w.contains(&seq)) {
+            self.hashes.insert(seq, self.prev_str());
+        }
         None
     }
 
@@ -352,7 +451,7 @@ impl ChainVerifier {
         }
         let last = self.next_seq - 1;
         if let Some((seq, hash)) = head {
-            if seq != last || (seq > 0 && hash != self.prev) {
+            if seq != last || (seq > 0 && hash.as_bytes() != &self.prev[..]) {
                 out.extend(self.problem(Some(last + 1), None, "deleted", format!("the chain head says {seq} events but {last} remain (events after position {last} deleted)")));
             }
         }
@@ -494,11 +593,32 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
     if let Some(c) = only {
         chains.retain(|x| x == c);
     }
-    let all_checkpoints = checkpoints(db, only).await?;
+    let mut all_checkpoints = checkpoints(db, only).await?;
+    // A checkpoint the trail recorded but the table lost was deleted.
+    for c in checkpoints_in_trail(db, only).await? {
+        if !all_checkpoints.contains(&c) {
+            report.problems.push(Problem {
+                chain: c.chain.clone(),
+                seq: Some(c.seq),
+                event_id: None,
+                kind: "checkpoint",
+                message: format!(
+                    "the signed checkpoint at position {} recorded in the trail is missing from the checkpoint table (deleted)",
+                    c.seq
+                ),
+            });
+            all_checkpoints.push(c);
+        }
+    }
     report.checkpoints = all_checkpoints.len();
     for chain in &chains {
         report.chains += 1;
-        let mut v = ChainVerifier::new(chain);
+        let mut v = ChainVerifier::new(chain).keeping(
+            all_checkpoints
+                .iter()
+                .filter(|c| c.chain == *chain)
+                .map(|c| c.seq),
+        );
         // Rows outside any chain: history from before chaining, or inserted.
         let mut loose = sqlx::query("SELECT * FROM audit_events WHERE COALESCE(org_id, 'platform') = $1 AND chain_seq IS NULL ORDER BY id")
             .bind(chain)
@@ -631,4 +751,65 @@ pub fn verify_export(
         .problems
         .extend(v.finish(None, &cps, Some(public_key)));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The allocation-free canonical form is byte for byte the JSON array
+    /// the chain format is defined by.
+    #[test]
+    fn canonical_form_is_the_defined_json_array() {
+        let r = Record {
+            id: 1,
+            ts: -5,
+            org_id: Some("org".into()),
+            actor_user_id: None,
+            actor_org_id: Some("a\"b\\c\n\u{7}".into()),
+            credential: Some("session:x".into()),
+            ip: None,
+            user_agent: Some("Mozilla/5.0 日本語 \u{1F600}".into()),
+            request_id: None,
+            action: "file.download".into(),
+            outcome: "success".into(),
+            project_id: None,
+            node_id: Some("n".into()),
+            version_id: None,
+            object_name: Some("</script>.pdf".into()),
+            bytes: Some(i64::MAX),
+            detail: Some("{\"k\":[1,2]}".into()),
+            chain_seq: None,
+            chain_hash: None,
+        };
+        let defined = serde_json::json!([
+            r.chain(),
+            7,
+            r.ts,
+            r.org_id,
+            r.actor_user_id,
+            r.actor_org_id,
+            r.credential,
+            r.ip,
+            r.user_agent,
+            r.request_id,
+            r.action,
+            r.outcome,
+            r.project_id,
+            r.node_id,
+            r.version_id,
+            r.object_name,
+            r.bytes,
+            r.detail
+        ])
+        .to_string();
+        let mut buf = Vec::new();
+        let got = r.expected_hash_into(GENESIS.as_bytes(), 7, &mut buf);
+        assert_eq!(String::from_utf8_lossy(&buf), defined);
+        let mut h = Sha256::new();
+        h.update(GENESIS.as_bytes());
+        h.update(b"\n");
+        h.update(defined.as_bytes());
+        assert_eq!(&got[..], hex::encode(h.finalize()).as_bytes());
+    }
 }

@@ -203,17 +203,35 @@ pub async fn scope(
         Subject::Ip(net) if net.prefix_len() == net.max_prefix_len() => {
             ("ip = $1", net.addr().to_string(), None)
         }
-        // A range: the time window narrows the scan, the range is checked here.
+        // An IPv4 range on SQLite: the addresses as stored text share the
+        // prefix of the whole octets, so the index on ip narrows the scan to
+        // that text range ('/' sorts right after '.' in SQLite's binary
+        // collation; PostgreSQL's locale collations do not promise that);
+        // the exact range is checked here.
+        Subject::Ip(IpNet::V4(net))
+            if net.prefix_len() >= 8 && db.backend == crate::db::Backend::Sqlite =>
+        {
+            let octets = net.network().octets();
+            let whole = usize::from(net.prefix_len() / 8);
+            let prefix: String = octets[..whole].iter().map(|o| format!("{o}.")).collect();
+            ("ip >= $1 AND ip < $5", prefix, Some(IpNet::V4(*net)))
+        }
+        // Other ranges: the time window narrows the scan, the range is checked here.
         Subject::Ip(net) => ("$1 = $1 AND ip IS NOT NULL", String::new(), Some(*net)),
     };
+    let upper = match key.strip_suffix('.') {
+        Some(p) if cond.contains("$5") => format!("{p}/"),
+        _ => String::new(),
+    };
     let sql = format!(
-        "{cols}{cond} AND ts >= $2 AND ts < $3 AND ($4 IS NULL OR org_id = $4) ORDER BY id"
+        "{cols}{cond} AND ts >= $2 AND ts < $3 AND ($4 IS NULL OR org_id = $4) AND ($5 = $5) ORDER BY id"
     );
     let mut rows = sqlx::query(&sql)
         .bind(key)
         .bind(from_micros.unwrap_or(i64::MIN))
         .bind(to_micros.unwrap_or(i64::MAX))
         .bind(only_org.map(|o| o.to_string()))
+        .bind(upper)
         .fetch(&db.read);
     let mut orgs: BTreeMap<String, OrgAcc> = BTreeMap::new();
     let mut matched = 0u64;

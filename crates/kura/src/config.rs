@@ -19,6 +19,8 @@ pub struct Config {
     pub audit_key_file: Option<PathBuf>,
     pub audit_checkpoint_minutes: u64,
     pub audit_forward_stdout: bool,
+    /// Evaluate the detection rules on this node (one node holds the lease).
+    pub detection: bool,
     pub audit_forward_file: Option<PathBuf>,
     pub audit_syslog: Option<String>,
     pub max_upload_bytes: u64,
@@ -58,6 +60,7 @@ impl Default for Config {
             audit_key_file: None,
             audit_checkpoint_minutes: 10,
             audit_forward_stdout: false,
+            detection: true,
             audit_forward_file: None,
             audit_syslog: None,
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
@@ -142,6 +145,9 @@ impl Config {
         }
         if let Some(v) = parse_env("KURA_AUDIT_CHECKPOINT_MINUTES")? {
             c.audit_checkpoint_minutes = v;
+        }
+        if let Some(v) = parse_env("KURA_DETECTION")? {
+            c.detection = v;
         }
         if let Some(v) = parse_env("KURA_AUDIT_FORWARD_STDOUT")? {
             c.audit_forward_stdout = v;

@@ -104,7 +104,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
         Duration::from_millis(200),
     ));
     // Detection rules over the committed trail; alerts, containment, notices.
-    kura_server::responder::start(state.clone());
+    kura_server::responder::start(state.clone(), c.detection);
     let routers = kura_server::build(state, c.admin_listen.is_some());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -141,6 +141,18 @@ pub async fn verify_pinpoints_edit_delete_insert_swap() {
         !ok && text.contains("[deleted]") && text.contains("checkpoint"),
         "a truncated tail is caught by the signed checkpoint: {text}"
     );
+    // The same, with the checkpoint row deleted as well: the trail itself
+    // recorded the checkpoint (and the SIEM has a copy of that record).
+    sqlx::query("DELETE FROM audit_checkpoints WHERE chain = $1")
+        .bind(&org)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (ok, text) = verify(&w.server, Some(&slug));
+    assert!(
+        !ok && text.contains("missing from the checkpoint table"),
+        "a deleted checkpoint is found in the trail: {text}"
+    );
     drop(w);
 
     // Insert a forged event: outside the chain, and at a taken position.
