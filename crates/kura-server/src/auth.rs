@@ -143,7 +143,18 @@ pub(crate) fn read_only_allows(path: &str) -> bool {
         "/sso",
         "/security/platform",
     ];
-    EXEMPT.iter().any(|p| path.starts_with(p)) && !path.starts_with("/api/auth/password-reset")
+    // Incident response goes on while the platform is frozen: locking,
+    // ending sessions, forced resets, suspensions, alerts.
+    const RESPONSE: &[&str] = &[
+        "/lock",
+        "/unlock",
+        "/revoke-sessions",
+        "/force-reset",
+        "/suspend",
+        "/status",
+    ];
+    (EXEMPT.iter().any(|p| path.starts_with(p)) && !path.starts_with("/api/auth/password-reset"))
+        || RESPONSE.iter().any(|p| path.ends_with(p))
 }
 
 /// The platform kill switches, checked with every credential: when

@@ -83,9 +83,15 @@ fn maintenance(state: &AppState, parts: &axum::http::request::Parts) -> Option<R
         return None;
     }
     let ip = crate::auth::client_ip(parts, state);
-    if ip
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|i| i.is_loopback())
+    // A proxy on the same host makes every client look like loopback; a
+    // request it forwarded is never the break-glass operator.
+    let forwarded = !state.config.trust_forwarded_for
+        && (parts.headers.contains_key("x-forwarded-for")
+            || parts.headers.contains_key("forwarded"));
+    if !forwarded
+        && ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|i| i.is_loopback())
     {
         return None;
     }

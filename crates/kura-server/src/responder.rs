@@ -172,6 +172,7 @@ impl Loop {
                 findings.extend(self.detector.process(r, &inp));
             }
         }
+        self.detector.prune(kura_store::time::now_micros());
         for f in findings {
             let cfg = f
                 .alert
@@ -193,6 +194,27 @@ impl Loop {
     }
 }
 
+/// What containment the rule's choice becomes for this actor:
+/// - locking an account is its home organization's decision, so an
+///   account of another organization is cut off (sessions ended) instead;
+/// - an account without a second factor could lift a step-up with the
+///   password a thief may hold, so its sessions end instead.
+async fn effective_containment(s: &AppState, f: &Finding, user: kura_core::UserId) -> Containment {
+    let db = &s.store.db;
+    let home = kura_store::users::get_any(db, user)
+        .await
+        .ok()
+        .map(|u| u.org_id);
+    match f.contain {
+        Containment::Lock if home != f.alert.org_id => Containment::EndSessions,
+        Containment::StepUp => match kura_store::mfa::enrolled(db, user).await {
+            Ok(e) if e.any() => Containment::StepUp,
+            _ => Containment::EndSessions,
+        },
+        c => c,
+    }
+}
+
 /// Store the alert, contain, notify; each step audited.
 async fn respond(s: &AppState, f: Finding, cfg: DetectionConfig) {
     let db = &s.store.db;
@@ -206,7 +228,8 @@ async fn respond(s: &AppState, f: Finding, cfg: DetectionConfig) {
     s.metrics.alerts.inc();
     tracing::warn!(alert_id = %alert.id, rule = %alert.rule, severity = %alert.severity, "security alert");
     if let (Some(user), true) = (f.alert.actor_user_id, f.contain != Containment::None) {
-        let result = match f.contain {
+        let contain = effective_containment(s, &f, user).await;
+        let result = match contain {
             Containment::StepUp => alerts::contain_step_up(db, user).await.map(|_| ()),
             Containment::EndSessions => alerts::contain_end_sessions(db, user).await,
             Containment::Lock => match kura_store::users::get_any(db, user).await {
@@ -237,7 +260,7 @@ async fn respond(s: &AppState, f: Finding, cfg: DetectionConfig) {
             &alert.id,
             "alert.contain",
             outcome,
-            serde_json::json!({"action": f.contain.as_str(), "user_id": user}),
+            serde_json::json!({"action": contain.as_str(), "rule_says": f.contain.as_str(), "user_id": user}),
         )
         .await;
     }
@@ -276,13 +299,16 @@ async fn notify(s: &AppState, alert: &Alert, cfg: &DetectionConfig) {
         return;
     };
     let result = match detection::webhook_secret(db, &s.store.keys, o).await {
-        Ok(Some(secret)) => post_webhook(url, &secret, alert).await,
+        Ok(Some(secret)) => post_webhook(url, &secret, alert, s.config.webhook_allow_private).await,
         Ok(None) => Err("no webhook secret".to_string()),
         Err(e) => Err(e.to_string()),
     };
+    // The details stay in the server log: the trail is readable by the
+    // organization's admins, who must not learn what lies inside the network.
     if let Err(e) = &result {
-        tracing::warn!(error = %e, alert_id = %alert.id, "alert webhook failed");
+        tracing::warn!(error = %e, alert_id = %alert.id, url, "alert webhook failed");
     }
+    let result = result.map_err(|_| "delivery failed (see the server log)".to_string());
     let _ = alerts::record_response(
         db,
         org,
@@ -311,11 +337,65 @@ pub fn signature(secret: &[u8], unix: i64, body: &[u8]) -> Result<String, String
     ))
 }
 
-async fn post_webhook(url: &str, secret: &[u8], alert: &Alert) -> Result<(), String> {
+/// Where a webhook may go: public addresses only, unless the operator
+/// allows private ones (`webhook_allow_private`). The address checked is the
+/// address connected to (the client is pinned to it: no DNS rebinding).
+async fn webhook_target(
+    url: &str,
+    allow_private: bool,
+) -> Result<(String, std::net::SocketAddr), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().ok_or("no host")?.to_string();
+    let port = parsed.port_or_known_default().ok_or("no port")?;
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addr = tokio::net::lookup_host((bare.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("the host has no address")?;
+    if !allow_private && !is_public(addr.ip()) {
+        return Err(format!("{host} is not a public address ({})", addr.ip()));
+    }
+    Ok((bare, addr))
+}
+
+fn is_public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v) => {
+            !(v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.is_broadcast()
+                || v.is_documentation()
+                || v.octets()[0] == 100 && (v.octets()[1] & 0xc0) == 64) // CGNAT 100.64/10
+        }
+        std::net::IpAddr::V6(v) => {
+            let s = v.segments();
+            !(v.is_loopback()
+                || v.is_unspecified()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || v.to_ipv4_mapped().is_some_and(|m| !is_public(m.into())))
+        }
+    }
+}
+
+async fn post_webhook(
+    url: &str,
+    secret: &[u8],
+    alert: &Alert,
+    allow_private: bool,
+) -> Result<(), String> {
     let body = serde_json::to_vec(&serde_json::json!({"type": "kura.alert", "alert": alert}))
         .map_err(|e| e.to_string())?;
     let unix = kura_store::time::now_micros() / 1_000_000;
+    let (host, addr) = webhook_target(url, allow_private).await?;
     let client = reqwest::Client::builder()
+        .resolve(&host, addr)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()
@@ -343,6 +423,26 @@ async fn post_webhook(url: &str, secret: &[u8], alert: &Alert) -> Result<(), Str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn private_destinations_are_refused() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!super::is_public(a.parse().unwrap()), "{a}");
+        }
+        for a in ["8.8.8.8", "2001:4860::8888"] {
+            assert!(super::is_public(a.parse().unwrap()), "{a}");
+        }
+    }
+
     #[test]
     fn signature_matches_a_known_hmac() {
         // HMAC-SHA256("key", "1.{}") computed with Python's hmac module.

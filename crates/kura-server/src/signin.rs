@@ -181,13 +181,17 @@ pub async fn password_step(
             .org(user.org_id)
             .detail(json!({"reason": "password_reset_required"}));
         s.record(&ctx, ev).await?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "password-reset-required",
-            "an administrator requires a new password for this account: use \"Forgot password\" to set one by email",
-        ));
+        return Err(password_reset_required());
     }
     second_step(s, &ctx, user, &policy, Amr::Password, presented).await
+}
+
+fn password_reset_required() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "password-reset-required",
+        "an administrator requires a new password for this account: use \"Forgot password\" to set one by email",
+    )
 }
 
 /// Kill switch: a suspended platform admits only its platform
@@ -226,6 +230,15 @@ pub async fn second_step(
     let db = &s.store.db;
     let ctx = ctx.clone();
     platform_admits(s, &ctx, &user).await?;
+    // A forced reset holds for every way in (single sign-on included): the
+    // account gets nothing until a new password is set by the emailed link.
+    if user.must_reset_password {
+        let ev = AuditEvent::new("auth.login", Outcome::Denied)
+            .org(user.org_id)
+            .detail(json!({"reason": "password_reset_required"}));
+        s.record(&ctx, ev).await?;
+        return Err(password_reset_required());
+    }
     let email = user.email.clone();
     let enrolled = mfa::enrolled(db, user.id).await?;
     let webauthn_only = policy.requires_webauthn(is_admin(&user));

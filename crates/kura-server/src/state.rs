@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// Password checks (Argon2, ~50 ms of one core each) per second for the
     /// whole node: bounds what a sign-in flood takes from other requests.
     pub password_checks_per_second: u32,
+    /// Alert webhooks may go to private and loopback addresses (tests, or
+    /// a SIEM inside the network).
+    pub webhook_allow_private: bool,
     /// The SMTP relay for email to users; none: emails are only logged.
     pub mail: Option<crate::mailer::MailConfig>,
 }

@@ -177,6 +177,12 @@ pub async fn set_status(
     if org.is_some_and(|o| alert.org_id.as_deref() != Some(o.to_string().as_str())) {
         return Err(StoreError::NotFound);
     }
+    // Nobody closes an alert about themselves.
+    if ctx.actor_user_id.is_some()
+        && ctx.actor_user_id.map(|u| u.to_string()) == alert.actor_user_id
+    {
+        return Err(StoreError::Denied(kura_core::Denied::Forbidden));
+    }
     let mut tx = db.write.begin().await?;
     sqlx::query("UPDATE alerts SET status = $1, updated_at = $2, updated_by = $3 WHERE id = $4")
         .bind(status)

@@ -403,13 +403,30 @@ pub async fn max_id(db: &Db) -> Result<i64> {
         .int("m")
 }
 
+/// How long a follower of the trail waits before reading an event on
+/// PostgreSQL: ids are drawn when a transaction inserts, but transactions of
+/// different chains commit in any order, so a follower that moved its
+/// cursor past an id still in flight would never see that event. SQLite has
+/// one writer: ids commit in order.
+pub const SETTLE_MICROS: i64 = 2_000_000;
+
+/// The newest event time a follower may read up to now.
+pub fn settled_before(db: &Db) -> i64 {
+    match db.backend {
+        crate::db::Backend::Sqlite => i64::MAX,
+        crate::db::Backend::Postgres => now_micros() - SETTLE_MICROS,
+    }
+}
+
 /// Committed events after `id`, oldest first (followers of the trail).
 pub async fn events_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
-    let rows = sqlx::query("SELECT * FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2")
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&db.write)
-        .await?;
+    let rows =
+        sqlx::query("SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2")
+            .bind(id)
+            .bind(limit)
+            .bind(settled_before(db))
+            .fetch_all(&db.write)
+            .await?;
     rows.iter().map(crate::chain::Record::from_row).collect()
 }
 

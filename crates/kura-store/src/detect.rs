@@ -92,6 +92,15 @@ fn mib(b: i64) -> String {
 }
 
 impl Detector {
+    /// Forget windows with nothing newer than a day before `now` and quiet
+    /// periods that are over (bounded memory however many actors there are).
+    pub fn prune(&mut self, now: i64) {
+        let horizon = now - NEW_PROJECT_MICROS;
+        self.windows
+            .retain(|_, w| w.items.back().is_some_and(|i| i.0 > horizon));
+        self.quiet_until.retain(|_, until| *until > now);
+    }
+
     /// Pairs (actor, project) whose first access the caller must look up.
     pub fn pair_of(r: &Record) -> Option<(String, String)> {
         if is_read(&r.action) && r.outcome == "success" {
@@ -149,9 +158,19 @@ impl Detector {
             contain,
         };
 
-        // Canary: any read, at once.
-        if success && is_read(&r.action) && cfg.canary.enabled {
-            if let (Some(node), Some(a)) = (r.node_id.as_deref(), actor.as_deref()) {
+        // Canary: any read, at once; a copy of it too (the copy would
+        // otherwise be read unnoticed).
+        let canary_source = if r.action == "node.copy" {
+            r.detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|d| d["source_id"].as_str().map(str::to_string))
+        } else {
+            None
+        };
+        if success && (is_read(&r.action) || canary_source.is_some()) && cfg.canary.enabled {
+            let node = canary_source.as_deref().or(r.node_id.as_deref());
+            if let (Some(node), Some(a)) = (node, actor.as_deref()) {
                 if inp.canaries.contains_key(node)
                     && !self.quiet("canary", &format!("{a}/{node}"), r.ts, 10 * MICROS_PER_MIN)
                 {
@@ -300,12 +319,17 @@ impl Detector {
 
         // Bursts of failed sign-ins against the organization's accounts.
         let rule = &cfg.failed_signins;
+        // Refusals by a kill switch are the operator's doing, not an attack.
+        let by_switch = r.detail.as_deref().is_some_and(|d| {
+            d.contains("platform_suspended") || d.contains("password_reset_required")
+        });
         if rule.enabled
             && matches!(
                 r.action.as_str(),
                 "auth.login" | "auth.mfa" | "auth.step_up"
             )
             && !success
+            && !by_switch
         {
             let span = i64::from(rule.minutes) * MICROS_PER_MIN;
             let w = self

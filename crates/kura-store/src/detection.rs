@@ -247,6 +247,7 @@ pub async fn set(
     }
     cfg.validate()?;
     let org = g.org_id();
+    crate::orgs::get_any(db, org).await?;
     let old = get(db, org).await?;
     let had_secret = webhook_secret(db, keys, org).await?.is_some();
     let fresh = (cfg.webhook_url.is_some() && (!had_secret || new_secret))

@@ -215,12 +215,14 @@ pub fn start(db: Db, sinks: Vec<Sink>, poll: Duration) -> Arc<ForwardStats> {
                     Some(p) => p,
                     None => cursor(&db).await?,
                 };
-                let rows =
-                    sqlx::query("SELECT * FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2")
-                        .bind(from)
-                        .bind(BATCH)
-                        .fetch_all(&db.read)
-                        .await?;
+                let rows = sqlx::query(
+                    "SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2",
+                )
+                .bind(from)
+                .bind(BATCH)
+                .bind(crate::audit::settled_before(&db))
+                .fetch_all(&db.read)
+                .await?;
                 let batch = rows
                     .iter()
                     .map(Record::from_row)

@@ -149,7 +149,7 @@ fn is_change(action: &str) -> bool {
             | "node.purge"
             | "member.add"
             | "member.remove"
-            | "member.update"
+            | "member.role_change"
             | "project.rename"
             | "project.create"
     )

@@ -21,6 +21,8 @@ pub struct Config {
     pub audit_forward_stdout: bool,
     /// Evaluate the detection rules on this node (one node holds the lease).
     pub detection: bool,
+    /// Alert webhooks may go to private and loopback addresses.
+    pub webhook_allow_private: bool,
     pub audit_forward_file: Option<PathBuf>,
     pub audit_syslog: Option<String>,
     pub max_upload_bytes: u64,
@@ -61,6 +63,7 @@ impl Default for Config {
             audit_checkpoint_minutes: 10,
             audit_forward_stdout: false,
             detection: true,
+            webhook_allow_private: false,
             audit_forward_file: None,
             audit_syslog: None,
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
@@ -148,6 +151,9 @@ impl Config {
         }
         if let Some(v) = parse_env("KURA_DETECTION")? {
             c.detection = v;
+        }
+        if let Some(v) = parse_env("KURA_WEBHOOK_ALLOW_PRIVATE")? {
+            c.webhook_allow_private = v;
         }
         if let Some(v) = parse_env("KURA_AUDIT_FORWARD_STDOUT")? {
             c.audit_forward_stdout = v;

@@ -96,6 +96,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             anonymous_rate_per_minute: c.anonymous_rate_per_minute,
             password_checks_per_second: c.password_checks_per_second,
             mail: c.mail()?,
+            webhook_allow_private: c.webhook_allow_private,
         },
     );
     state.metrics.set_forward_stats(kura_store::forward::start(

@@ -121,6 +121,7 @@ async fn set_alert_status(
     ApiPath((org, id)): ApiPath<(OrgId, String)>,
     ApiJson(b): ApiJson<StatusBody>,
 ) -> ApiResult<Response> {
+    a.require_writable()?;
     let g = s
         .org_grant(&a.actor, &a.ctx, org, OrgAction::ReadAudit)
         .await?;
@@ -161,6 +162,11 @@ async fn get_detection(
     let g = s
         .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
         .await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("org.detection_read", Outcome::Success).org(g.org_id()),
+    )
+    .await?;
     json_ok(
         StatusCode::OK,
         &detection::get(&s.store.db, g.org_id()).await?,
@@ -205,6 +211,11 @@ async fn list_canaries(
     let g = s
         .org_grant(&a.actor, &a.ctx, org, OrgAction::ManageUsers)
         .await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("canary.list", Outcome::Success).org(g.org_id()),
+    )
+    .await?;
     json_ok(
         StatusCode::OK,
         &json!({"items": alerts::org_canaries(&s.store.db, &g).await?}),

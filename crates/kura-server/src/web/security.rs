@@ -115,7 +115,9 @@ enum Viewer {
 
 async fn viewer(s: &AppState, w: &Web) -> Result<Viewer, WebError> {
     let me = w.me()?;
-    if me.actor.platform_admin {
+    // With a separate admin listener, platform administration is not
+    // served on the public one: a platform admin sees their organization.
+    if me.actor.platform_admin && s.config.platform_on_public {
         return Ok(Viewer::Platform(
             s.platform_grant(&me.actor, &w.ctx, "security.dashboard")
                 .await
@@ -316,6 +318,9 @@ pub async fn set_mode(
     WebForm(f): WebForm<ModeForm>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
+    if !s.config.platform_on_public {
+        return Err(w.error(ApiError::not_found()));
+    }
     let g = s
         .platform_grant(&me.actor, &w.ctx, "platform.mode")
         .await
@@ -345,6 +350,9 @@ pub async fn suspend_org(
     WebForm(f): WebForm<SuspendForm>,
 ) -> Result<Response, WebError> {
     let me = w.me()?;
+    if !s.config.platform_on_public {
+        return Err(w.error(ApiError::not_found()));
+    }
     let org: OrgId = o.parse().map_err(|_| w.error(ApiError::not_found()))?;
     let g = s
         .platform_grant(&me.actor, &w.ctx, "org.update")

@@ -110,6 +110,8 @@ pub async fn detect_contain_notify_and_scope() {
             ("KURA_SMTP_PORT".into(), smtp.port.to_string()),
             ("KURA_SMTP_TLS".into(), "none".into()),
             ("KURA_SMTP_FROM".into(), "Kura <kura@example.org>".into()),
+            // The webhook receiver is on loopback.
+            ("KURA_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()),
         ],
         ..ServerOpts::default()
     })

@@ -63,9 +63,16 @@ pub async fn syslog_tcp_udp_and_file() {
     .await;
     let root = server.bootstrap().await;
     root.create_org(&unique("fwd"), None).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    // The file sink has them already; the TCP receiver comes up late.
-    let lines = std::fs::read_to_string(&file).unwrap();
+    // The file sink has them soon (on PostgreSQL after the 2 s settling
+    // time); the TCP receiver comes up late.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let l = std::fs::read_to_string(&file).unwrap_or_default();
+        if l.contains("\"action\":\"org.create\"") || std::time::Instant::now() > deadline {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         lines
             .lines()
