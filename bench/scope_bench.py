@@ -34,8 +34,16 @@ data = tempfile.mkdtemp(prefix="kura-scope-bench-")
 env = dict(os.environ, KURA_LOG="warn")
 subprocess.run([kura, "migrate", "--data-dir", data], check=True, env=env, capture_output=True)
 db = sqlite3.connect(os.path.join(data, "kura.db"))
-db.execute("PRAGMA journal_mode=WAL")
+# Bulk load: no journal, no index maintenance per row; the indexes are
+# rebuilt (sorted, much faster) exactly as the migrations defined them.
+db.execute("PRAGMA journal_mode=OFF")
 db.execute("PRAGMA synchronous=OFF")
+db.execute("PRAGMA cache_size=-262144")
+indexes = db.execute(
+    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' AND sql IS NOT NULL"
+).fetchall()
+for name, _ in indexes:
+    db.execute(f'DROP INDEX "{name}"')
 
 def uid(kind, n):
     return f"{kind}0000000-0000-7000-8000-{n:012d}"
@@ -90,8 +98,11 @@ db.execute(
     """
 )
 db.commit()
+for _, sql in indexes:
+    db.execute(sql)
+db.commit()
 total = db.execute("SELECT COUNT(*) FROM audit_events").fetchone()[0]
-db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+db.execute("PRAGMA journal_mode=WAL")
 db.close()
 load_secs = time.time() - t0
 size = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data))

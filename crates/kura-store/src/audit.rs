@@ -123,15 +123,20 @@ impl AuditEvent {
     }
 }
 
-const INSERT: &str = "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
-
-/// Append one event inside the caller's transaction (for changes).
 /// Events appended by this process (for metrics; counts attempts inside
 /// transactions that may still roll back).
 static APPENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub fn appended_total() -> u64 {
     APPENDED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Group commits made by the sinks of this process (events per commit =
+/// appended / batches, for the group-commit benchmark).
+static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn batches_total() -> u64 {
+    BATCHES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Append one event in its own transaction (a refusal that changes nothing else).
@@ -142,55 +147,9 @@ pub async fn record_now(db: &crate::Db, ctx: &AuditCtx, ev: &AuditEvent) -> Resu
     Ok(())
 }
 
+/// Append one event inside the caller's transaction (for changes).
 pub async fn append(tx: &mut Transaction<'_, Any>, ctx: &AuditCtx, ev: &AuditEvent) -> Result<()> {
-    APPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut rec = crate::chain::Record {
-        id: 0,
-        ts: now_micros(),
-        org_id: ev.org_id.map(|x| x.to_string()),
-        actor_user_id: ctx.actor_user_id.map(|x| x.to_string()),
-        actor_org_id: ctx.actor_org_id.map(|x| x.to_string()),
-        credential: ctx.credential.clone(),
-        ip: ctx.ip.clone(),
-        user_agent: ctx.user_agent.clone(),
-        request_id: ctx.request_id.clone(),
-        action: ev.action.to_string(),
-        outcome: ev.outcome.as_str().to_string(),
-        project_id: ev.project_id.map(|x| x.to_string()),
-        node_id: ev.node_id.map(|x| x.to_string()),
-        version_id: ev.version_id.map(|x| x.to_string()),
-        object_name: ev.object_name.clone(),
-        bytes: ev.bytes,
-        detail: ev.detail.as_ref().map(|d| d.to_string()),
-        chain_seq: None,
-        chain_hash: None,
-    };
-    let chain = rec.chain().to_string();
-    let (seq, prev) = crate::chain::advance(tx, &chain).await?;
-    let hash = rec.expected_hash(&prev, seq);
-    rec.chain_seq = Some(seq);
-    sqlx::query(INSERT)
-        .bind(rec.ts)
-        .bind(rec.org_id)
-        .bind(rec.actor_user_id)
-        .bind(rec.actor_org_id)
-        .bind(rec.credential)
-        .bind(rec.ip)
-        .bind(rec.user_agent)
-        .bind(rec.request_id)
-        .bind(rec.action)
-        .bind(rec.outcome)
-        .bind(rec.project_id)
-        .bind(rec.node_id)
-        .bind(rec.version_id)
-        .bind(rec.object_name)
-        .bind(rec.bytes)
-        .bind(rec.detail)
-        .bind(seq)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
-    crate::chain::set_head_hash(tx, &chain, &hash).await
+    append_many(tx, &[(ctx, ev)]).await
 }
 
 type Pending = (AuditCtx, AuditEvent, oneshot::Sender<Result<(), String>>);
@@ -240,11 +199,132 @@ impl AuditSink {
 
 async fn write_batch(db: &Db, batch: &[Pending]) -> Result<()> {
     let mut tx = db.write.begin().await?;
-    for (ctx, ev, _) in batch {
-        append(&mut tx, ctx, ev).await?;
-    }
+    let items: Vec<(&AuditCtx, &AuditEvent)> = batch.iter().map(|(c, e, _)| (c, e)).collect();
+    append_many(&mut tx, &items).await?;
     tx.commit().await?;
+    BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(())
+}
+
+/// Rows per INSERT statement (19 parameters each; well under the limits of
+/// both databases).
+const ROWS_PER_INSERT: usize = 16;
+
+/// Append many events in one transaction with few statements: each chain's
+/// head is advanced once for all of its events, hashes are computed here in
+/// order, and rows go in multi-row INSERTs. The result is the same chain as
+/// appending them one by one.
+pub async fn append_many(
+    tx: &mut Transaction<'_, Any>,
+    items: &[(&AuditCtx, &AuditEvent)],
+) -> Result<()> {
+    APPENDED.fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let ts = now_micros();
+    let mut recs: Vec<crate::chain::Record> = items
+        .iter()
+        .map(|(ctx, ev)| record_of(ctx, ev, ts))
+        .collect();
+    // Positions per chain, in the order the events came.
+    let mut chains: Vec<(String, i64)> = Vec::new();
+    for r in &recs {
+        match chains.iter_mut().find(|(c, _)| c == r.chain()) {
+            Some((_, n)) => *n += 1,
+            None => chains.push((r.chain().to_string(), 1)),
+        }
+    }
+    let mut heads: std::collections::HashMap<String, (i64, [u8; 64])> =
+        std::collections::HashMap::new();
+    for (chain, n) in &chains {
+        let (first, prev) = crate::chain::advance_by(tx, chain, *n).await?;
+        let mut p = [0u8; 64];
+        if prev.len() != 64 {
+            return Err(StoreError::Internal(format!(
+                "audit chain {chain}: bad head hash"
+            )));
+        }
+        p.copy_from_slice(prev.as_bytes());
+        heads.insert(chain.clone(), (first, p));
+    }
+    let mut buf = Vec::with_capacity(1024);
+    for r in recs.iter_mut() {
+        let head = heads
+            .get_mut(r.chain())
+            .ok_or_else(|| StoreError::Internal("audit chain head".into()))?;
+        let seq = head.0;
+        let hash = r.expected_hash_into(&head.1, seq, &mut buf);
+        head.0 += 1;
+        head.1 = hash;
+        r.chain_seq = Some(seq);
+        r.chain_hash = Some(String::from_utf8_lossy(&hash).into_owned());
+    }
+    for chunk in recs.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from("INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 18;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(
+                &(1..=18)
+                    .map(|k| format!("${}", b + k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.ts)
+                .bind(r.org_id.clone())
+                .bind(r.actor_user_id.clone())
+                .bind(r.actor_org_id.clone())
+                .bind(r.credential.clone())
+                .bind(r.ip.clone())
+                .bind(r.user_agent.clone())
+                .bind(r.request_id.clone())
+                .bind(r.action.clone())
+                .bind(r.outcome.clone())
+                .bind(r.project_id.clone())
+                .bind(r.node_id.clone())
+                .bind(r.version_id.clone())
+                .bind(r.object_name.clone())
+                .bind(r.bytes)
+                .bind(r.detail.clone())
+                .bind(r.chain_seq)
+                .bind(r.chain_hash.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for (chain, (_, hash)) in &heads {
+        crate::chain::set_head_hash(tx, chain, &String::from_utf8_lossy(hash)).await?;
+    }
+    Ok(())
+}
+
+fn record_of(ctx: &AuditCtx, ev: &AuditEvent, ts: i64) -> crate::chain::Record {
+    crate::chain::Record {
+        id: 0,
+        ts,
+        org_id: ev.org_id.map(|x| x.to_string()),
+        actor_user_id: ctx.actor_user_id.map(|x| x.to_string()),
+        actor_org_id: ctx.actor_org_id.map(|x| x.to_string()),
+        credential: ctx.credential.clone(),
+        ip: ctx.ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+        request_id: ctx.request_id.clone(),
+        action: ev.action.to_string(),
+        outcome: ev.outcome.as_str().to_string(),
+        project_id: ev.project_id.map(|x| x.to_string()),
+        node_id: ev.node_id.map(|x| x.to_string()),
+        version_id: ev.version_id.map(|x| x.to_string()),
+        object_name: ev.object_name.clone(),
+        bytes: ev.bytes,
+        detail: ev.detail.as_ref().map(|d| d.to_string()),
+        chain_seq: None,
+        chain_hash: None,
+    }
 }
 
 /// One stored event, as the API shows it.

@@ -137,15 +137,25 @@ impl Record {
 /// lock on PostgreSQL (SQLite has one writer), so appends to one chain are
 /// serialized.
 pub async fn advance(tx: &mut Transaction<'_, Any>, chain: &str) -> Result<(i64, String)> {
+    advance_by(tx, chain, 1).await
+}
+
+/// Reserve `n` positions: returns the first one and the hash before it.
+pub async fn advance_by(
+    tx: &mut Transaction<'_, Any>,
+    chain: &str,
+    n: i64,
+) -> Result<(i64, String)> {
     for _ in 0..2 {
         let row = sqlx::query(
-            "UPDATE audit_chain_heads SET seq = seq + 1 WHERE chain = $1 RETURNING seq, hash",
+            "UPDATE audit_chain_heads SET seq = seq + $2 WHERE chain = $1 RETURNING seq, hash",
         )
         .bind(chain)
+        .bind(n)
         .fetch_optional(&mut **tx)
         .await?;
         if let Some(r) = row {
-            return Ok((r.int("seq")?, r.str("hash")?));
+            return Ok((r.int("seq")? - n + 1, r.str("hash")?));
         }
         sqlx::query("INSERT INTO audit_chain_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING")
             .bind(chain)
@@ -493,6 +503,16 @@ async fn unchained_from_id(db: &Db) -> Result<i64> {
 
 const PAGE: i64 = 5000;
 
+/// The condition selecting `chain`'s events, with the chain name bound as
+/// `$1`; written so that the index on (org_id, chain_seq) serves it.
+fn chain_filter(chain: &str) -> &'static str {
+    if chain == PLATFORM_CHAIN {
+        "org_id IS NULL AND $1 = $1"
+    } else {
+        "org_id = $1"
+    }
+}
+
 /// The next page of a chain's events after (`seq`, `id`), fetched as one
 /// JSON document: handing thousands of rows over one by one from the
 /// database thread costs more than building and parsing the document.
@@ -523,8 +543,11 @@ async fn chained_page(db: &Db, chain: &str, after: (i64, i64)) -> Result<Vec<Rec
         .map(|f| format!("'{f}', s.{f}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let inner = "SELECT * FROM audit_events WHERE COALESCE(org_id, 'platform') = $1 AND chain_seq IS NOT NULL \
-                 AND (chain_seq > $2 OR (chain_seq = $2 AND id > $3)) ORDER BY chain_seq, id LIMIT $4";
+    let inner = format!(
+        "SELECT * FROM audit_events WHERE {} AND chain_seq IS NOT NULL \
+         AND (chain_seq > $2 OR (chain_seq = $2 AND id > $3)) ORDER BY chain_seq, id LIMIT $4",
+        chain_filter(chain)
+    );
     let sql = match db.backend {
         crate::db::Backend::Sqlite => {
             format!("SELECT json_group_array(json_object({pairs})) AS j FROM ({inner}) s")
@@ -580,11 +603,13 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
         .iter()
         .map(|r| r.str("chain"))
         .collect::<Result<_>>()?;
-    for r in sqlx::query("SELECT DISTINCT COALESCE(org_id, 'platform') AS c FROM audit_events")
+    for r in sqlx::query("SELECT DISTINCT org_id FROM audit_events")
         .fetch_all(&db.read)
         .await?
     {
-        let c = r.str("c")?;
+        let c = r
+            .opt_str("org_id")?
+            .unwrap_or_else(|| PLATFORM_CHAIN.to_string());
         if !chains.contains(&c) {
             chains.push(c);
         }
@@ -620,9 +645,11 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
                 .map(|c| c.seq),
         );
         // Rows outside any chain: history from before chaining, or inserted.
-        let mut loose = sqlx::query("SELECT * FROM audit_events WHERE COALESCE(org_id, 'platform') = $1 AND chain_seq IS NULL ORDER BY id")
-            .bind(chain)
-            .fetch(&db.read);
+        let loose_sql = format!(
+            "SELECT * FROM audit_events WHERE {} AND chain_seq IS NULL ORDER BY id",
+            chain_filter(chain)
+        );
+        let mut loose = sqlx::query(&loose_sql).bind(chain).fetch(&db.read);
         while let Some(row) = loose.try_next().await? {
             let rec = Record::from_row(&row)?;
             if rec.id <= history_until {
