@@ -14,11 +14,12 @@ use kura_store::detection::{self, Containment, DetectionConfig};
 use kura_store::{Outcome, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BATCH: i64 = 2000;
 const TICK: Duration = Duration::from_millis(500);
 const LEASE_MICROS: i64 = 15_000_000;
+const CURSOR_EVERY: Duration = Duration::from_secs(2);
 
 /// The platform mode as last read (for the maintenance page, which answers
 /// before any credential is read); refreshed every tick.
@@ -45,6 +46,11 @@ impl ModeCache {
 
 struct Loop {
     node: String,
+    /// Until when this node holds the lease (as last written).
+    lease_until: i64,
+    /// The cursor as last stored, and when.
+    stored: Option<i64>,
+    saved_at: Instant,
     detector: Detector,
     cursor: Option<i64>,
     first_access: HashMap<(String, String), i64>,
@@ -55,6 +61,9 @@ pub fn start(state: AppState, evaluate: bool) {
     tokio::spawn(async move {
         let mut l = Loop {
             node: uuid::Uuid::new_v4().to_string(),
+            lease_until: 0,
+            stored: None,
+            saved_at: Instant::now(),
             detector: Detector::default(),
             cursor: None,
             first_access: HashMap::new(),
@@ -84,6 +93,11 @@ impl Loop {
     /// never both evaluate.
     async fn lease(&mut self, db: &kura_store::Db) -> Result<bool, StoreError> {
         let now = kura_store::time::now_micros();
+        // Renewed at half-life: a durable write every few seconds, not
+        // every tick (the writer connection belongs to the audit sink).
+        if self.lease_until - now > LEASE_MICROS / 2 {
+            return Ok(true);
+        }
         let cur = setting(db, "detector_lease").await?;
         let ours_or_free = match cur.as_deref().and_then(|v| v.split_once('|')) {
             Some((node, until)) => {
@@ -93,15 +107,20 @@ impl Loop {
         };
         if !ours_or_free {
             self.cursor = None; // another node moves the cursor meanwhile
+            self.stored = None;
             return Ok(false);
         }
-        put_setting(
+        let got = put_setting(
             db,
             "detector_lease",
             cur.as_deref(),
             &format!("{}|{}", self.node, now + LEASE_MICROS),
         )
-        .await
+        .await?;
+        if got {
+            self.lease_until = now + LEASE_MICROS;
+        }
+        Ok(got)
     }
 
     /// Read fresh for every batch: a rule an admin just changed applies to
@@ -121,11 +140,16 @@ impl Loop {
         let from = match self.cursor {
             Some(c) => c,
             None => match setting(db, "detector_cursor").await? {
-                Some(v) => v.parse().unwrap_or(0),
+                Some(v) => {
+                    let c = v.parse().unwrap_or(0);
+                    self.stored = Some(c);
+                    c
+                }
                 None => {
                     // First start: evaluate from now on, not the whole history.
                     let max = kura_store::audit::max_id(db).await?;
                     put_setting(db, "detector_cursor", None, &max.to_string()).await?;
+                    self.stored = Some(max);
                     max
                 }
             },
@@ -183,13 +207,24 @@ impl Loop {
             respond(s, f, cfg).await;
         }
         let last = batch.last().map_or(from, |r| r.id);
-        let old = from.to_string();
-        // Only the lease holder moves the cursor (compare-and-set as well).
-        if !put_setting(db, "detector_cursor", Some(&old), &last.to_string()).await? {
-            self.cursor = None;
-            return Ok(false);
-        }
         self.cursor = Some(last);
+        // The stored cursor follows every few seconds (after a crash, those
+        // events are evaluated again: alerts are at least once). Only the
+        // lease holder moves it, by compare-and-set as well.
+        if self.saved_at.elapsed() >= CURSOR_EVERY {
+            let old = match self.stored {
+                Some(v) => v.to_string(),
+                None => setting(db, "detector_cursor").await?.unwrap_or_default(),
+            };
+            if !put_setting(db, "detector_cursor", Some(&old), &last.to_string()).await? {
+                self.cursor = None;
+                self.stored = None;
+                self.lease_until = 0;
+                return Ok(false);
+            }
+            self.stored = Some(last);
+            self.saved_at = Instant::now();
+        }
         Ok(batch.len() as i64 == BATCH)
     }
 }

@@ -498,14 +498,15 @@ pub fn settled_before(db: &Db) -> i64 {
     }
 }
 
-/// Committed events after `id`, oldest first (followers of the trail).
+/// Committed events after `id`, oldest first (followers of the trail). Read
+/// on the reader pool: the single writer connection is the audit sink's.
 pub async fn events_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
     let rows =
         sqlx::query("SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2")
             .bind(id)
             .bind(limit)
             .bind(settled_before(db))
-            .fetch_all(&db.write)
+            .fetch_all(&db.read)
             .await?;
     rows.iter().map(crate::chain::Record::from_row).collect()
 }
@@ -516,7 +517,7 @@ pub async fn first_access(db: &Db, actor: &str, project: &str) -> Result<Option<
     sqlx::query("SELECT ts FROM audit_events WHERE actor_user_id = $1 AND project_id = $2 ORDER BY id LIMIT 1")
         .bind(actor)
         .bind(project)
-        .fetch_optional(&db.write)
+        .fetch_optional(&db.read)
         .await?
         .map(|r| r.int("ts"))
         .transpose()

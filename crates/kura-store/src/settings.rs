@@ -6,7 +6,7 @@ use crate::error::Result;
 pub async fn get(db: &Db, key: &str) -> Result<Option<String>> {
     sqlx::query("SELECT value FROM settings WHERE key = $1")
         .bind(key)
-        .fetch_optional(&db.write)
+        .fetch_optional(&db.read)
         .await?
         .map(|r| r.str("value"))
         .transpose()
