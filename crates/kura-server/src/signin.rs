@@ -176,13 +176,7 @@ pub async fn password_step(
             "your organization does not allow sign-in from this network",
         ));
     }
-    if user.must_reset_password {
-        let ev = AuditEvent::new("auth.login", Outcome::Denied)
-            .org(user.org_id)
-            .detail(json!({"reason": "password_reset_required"}));
-        s.record(&ctx, ev).await?;
-        return Err(password_reset_required());
-    }
+    // A forced reset is refused in second_step, for every way in.
     second_step(s, &ctx, user, &policy, Amr::Password, presented).await
 }
 

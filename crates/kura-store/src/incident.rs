@@ -401,7 +401,8 @@ pub async fn scope(
 }
 
 /// Quote every field and neutralize spreadsheet formulas (CSV injection).
-fn csv_field(v: &str) -> String {
+/// Every CSV Kura writes goes through this (scope reports, audit exports).
+pub fn csv_field(v: &str) -> String {
     let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {

@@ -495,16 +495,6 @@ pub async fn audit(
     Ok(html(&page))
 }
 
-fn csv_field(v: &str) -> String {
-    // Quote every field; neutralize spreadsheet formulas (CSV injection).
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
-    format!("\"{}\"", v.replace('"', "\"\""))
-}
-
 /// The filtered trail as CSV (at most 100,000 events per export).
 pub async fn audit_csv(
     State(s): State<AppState>,
@@ -549,7 +539,7 @@ pub async fn audit_csv(
             out.push_str(
                 &cols
                     .iter()
-                    .map(|c| csv_field(c))
+                    .map(|c| kura_store::incident::csv_field(c))
                     .collect::<Vec<_>>()
                     .join(","),
             );
