@@ -48,7 +48,7 @@ pub struct Actor {
 
 impl Actor {
     /// A contained session without a fresh factor may do nothing.
-    fn held_back(&self) -> bool {
+    pub fn held_back(&self) -> bool {
         self.contained && !self.stepped_up
     }
 

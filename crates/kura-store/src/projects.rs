@@ -125,8 +125,14 @@ async fn get_by_id(db: &Db, id: ProjectId, user: UserId) -> Result<Project> {
 /// Projects the actor is a member of, plus (for organization admins) every
 /// project their organization owns.
 pub async fn list_for(db: &Db, actor: &Actor) -> Result<Vec<Project>> {
+    // A contained session sees nothing until it steps up, not even names.
+    if actor.held_back() {
+        return Err(StoreError::Denied(kura_core::Denied::StepUpRequired));
+    }
+    // Projects of a suspended organization are closed (see `facts`).
     let rows = sqlx::query(
-        "SELECT p.*, m.role FROM projects p LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 \
+        "SELECT p.*, m.role FROM projects p JOIN orgs o ON o.id = p.org_id AND o.suspended = 0 \
+         LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 \
          WHERE m.user_id IS NOT NULL OR (p.org_id = $2 AND $3 = 1) ORDER BY p.name, p.id",
     )
     .bind(actor.user_id.to_string())

@@ -322,6 +322,12 @@ pub async fn detect_contain_notify_and_scope() {
         StatusCode::FORBIDDEN,
         "contained: step-up first"
     );
+    let (st, v) = normal.get("/api/projects").await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step-up-required")),
+        "not even the project names"
+    );
     let normal = step_up(&normal).await;
     let r = normal
         .download(&format!(
