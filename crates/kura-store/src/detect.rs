@@ -5,7 +5,7 @@
 
 use crate::alerts::NewAlert;
 use crate::chain::Record;
-use crate::detection::{Containment, DetectionConfig};
+use crate::detection::{Containment, DetectionConfig, VolumeRule};
 use std::collections::{HashMap, VecDeque};
 
 const MICROS_PER_MIN: i64 = 60_000_000;
@@ -110,6 +110,25 @@ impl Detector {
         }
     }
 
+    /// Add a read to a volume rule's window; the files, bytes and first
+    /// event id when it crosses a threshold (and was not quiet).
+    fn volume(
+        &mut self,
+        name: &'static str,
+        key: String,
+        rule: &VolumeRule,
+        r: &Record,
+        bytes: i64,
+    ) -> Option<(usize, i64, i64)> {
+        let span = i64::from(rule.minutes) * MICROS_PER_MIN;
+        let w = self.windows.entry((name, key.clone())).or_default();
+        w.push(r.ts, r.node_id.as_deref(), bytes, r.id, span);
+        let found = (w.nodes.len(), w.bytes, w.first_id());
+        let over = found.0 > rule.files as usize
+            || found.1 > i64::try_from(rule.bytes).unwrap_or(i64::MAX);
+        (over && !self.quiet(name, &key, r.ts, span)).then_some(found)
+    }
+
     fn quiet(&mut self, rule: &'static str, key: &str, ts: i64, for_micros: i64) -> bool {
         let k = (rule, key.to_string());
         if self.quiet_until.get(&k).is_some_and(|u| *u > ts) {
@@ -192,17 +211,8 @@ impl Detector {
                 let bytes = r.bytes.unwrap_or(0).max(0);
                 let rule = &cfg.bulk_download;
                 if rule.enabled {
-                    let key = format!("{org}/{a}");
-                    let span = i64::from(rule.minutes) * MICROS_PER_MIN;
-                    let w = self
-                        .windows
-                        .entry(("bulk_download", key.clone()))
-                        .or_default();
-                    w.push(r.ts, r.node_id.as_deref(), bytes, r.id, span);
-                    let (files, total, first) = (w.nodes.len(), w.bytes, w.first_id());
-                    if (files > rule.files as usize
-                        || total > i64::try_from(rule.bytes).unwrap_or(i64::MAX))
-                        && !self.quiet("bulk_download", &key, r.ts, span)
+                    if let Some((files, total, first)) =
+                        self.volume("bulk_download", format!("{org}/{a}"), rule, r, bytes)
                     {
                         out.push(new(
                             "bulk_download",
@@ -223,18 +233,13 @@ impl Detector {
                         .copied()
                         .unwrap_or(r.ts);
                     if first_access > r.ts - NEW_PROJECT_MICROS {
-                        let key = format!("{org}/{a}/{p}");
-                        let span = i64::from(rule.minutes) * MICROS_PER_MIN;
-                        let w = self
-                            .windows
-                            .entry(("new_project_bulk", key.clone()))
-                            .or_default();
-                        w.push(r.ts, r.node_id.as_deref(), bytes, r.id, span);
-                        let (files, total, first) = (w.nodes.len(), w.bytes, w.first_id());
-                        if (files > rule.files as usize
-                            || total > i64::try_from(rule.bytes).unwrap_or(i64::MAX))
-                            && !self.quiet("new_project_bulk", &key, r.ts, span)
-                        {
+                        if let Some((files, total, first)) = self.volume(
+                            "new_project_bulk",
+                            format!("{org}/{a}/{p}"),
+                            rule,
+                            r,
+                            bytes,
+                        ) {
                             out.push(new(
                                 "new_project_bulk",
                                 "high",

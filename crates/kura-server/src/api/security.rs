@@ -125,14 +125,17 @@ async fn set_alert_status(
     let g = s
         .org_grant(&a.actor, &a.ctx, org, OrgAction::ReadAudit)
         .await?;
-    let alert = alerts::set_status(
-        &s.store.db,
-        AlertScope::Org(&g),
-        &a.ctx,
-        &alert_id(&id)?,
-        &b.status,
-    )
-    .await?;
+    change_status(&s, &a, AlertScope::Org(&g), &id, &b).await
+}
+
+async fn change_status(
+    s: &AppState,
+    a: &Authed,
+    scope: AlertScope<'_>,
+    id: &str,
+    b: &StatusBody,
+) -> ApiResult<Response> {
+    let alert = alerts::set_status(&s.store.db, scope, &a.ctx, &alert_id(id)?, &b.status).await?;
     json_ok(StatusCode::OK, &alert)
 }
 
@@ -143,15 +146,7 @@ async fn platform_alert_status(
     ApiJson(b): ApiJson<StatusBody>,
 ) -> ApiResult<Response> {
     let g = s.platform_grant(&a.actor, &a.ctx, "alert.status").await?;
-    let alert = alerts::set_status(
-        &s.store.db,
-        AlertScope::Platform(&g),
-        &a.ctx,
-        &alert_id(&id)?,
-        &b.status,
-    )
-    .await?;
-    json_ok(StatusCode::OK, &alert)
+    change_status(&s, &a, AlertScope::Platform(&g), &id, &b).await
 }
 
 async fn get_detection(
@@ -387,6 +382,11 @@ async fn force_reset_user(
 
 async fn get_platform_mode(State(s): State<AppState>, a: Authed) -> ApiResult<Response> {
     s.platform_grant(&a.actor, &a.ctx, "platform.mode").await?;
+    s.record(
+        &a.ctx,
+        AuditEvent::new("platform.mode_read", Outcome::Success),
+    )
+    .await?;
     json_ok(
         StatusCode::OK,
         &json!({"mode": platform::mode(&s.store.db).await?}),
