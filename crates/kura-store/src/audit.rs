@@ -8,7 +8,7 @@
 //! both. The table carries `chain_seq`/`chain_hash` for the per-organization
 //! hash chain.
 
-use crate::db::Db;
+use crate::db::{Db, RowExt};
 use crate::error::{Result, StoreError};
 use crate::time::now_micros;
 use kura_core::{Credential, NodeId, OrgId, ProjectId, UserId, VersionId};
@@ -162,19 +162,43 @@ pub struct AuditSink {
 
 const MAX_BATCH: usize = 512;
 
+/// How often the sink moves the SQLite tail into the indexed trail when
+/// fewer than `DRAIN_CHUNK` events are waiting.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl AuditSink {
     /// Start the writer task on `db`.
     pub fn start(db: Db) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(8192);
         tokio::spawn(async move {
             let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let result = write_batch(&db, &batch).await.map_err(|e| e.to_string());
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, events = batch.len(), "audit write failed");
+            let mut drained_at = std::time::Instant::now();
+            loop {
+                match tokio::time::timeout(DRAIN_EVERY, rx.recv_many(&mut batch, MAX_BATCH)).await {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let result = write_batch(&db, &batch).await.map_err(|e| e.to_string());
+                        if let Err(e) = &result {
+                            tracing::error!(error = %e, events = batch.len(), "audit write failed");
+                        }
+                        for (_, _, done) in batch.drain(..) {
+                            let _ = done.send(result.clone());
+                        }
+                    }
+                    Err(_idle) => {}
                 }
-                for (_, _, done) in batch.drain(..) {
-                    let _ = done.send(result.clone());
+                // Between batches, on the same connection: the tail stays
+                // short without a second writer competing for the lock.
+                let pending = TAIL_PENDING.load(std::sync::atomic::Ordering::Relaxed);
+                if pending > 0
+                    && (pending >= DRAIN_CHUNK as u64 || drained_at.elapsed() >= DRAIN_EVERY)
+                {
+                    drained_at = std::time::Instant::now();
+                    match drain_tail_chunk(&db).await {
+                        Ok(0) => TAIL_PENDING.store(0, std::sync::atomic::Ordering::Relaxed),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "audit tail drain failed"),
+                    }
                 }
             }
         });
@@ -233,9 +257,8 @@ pub async fn append_many(
         }
     }
     let mut heads: std::collections::HashMap<String, (i64, [u8; 64])> =
-        std::collections::HashMap::new();
-    for (chain, n) in &chains {
-        let (first, prev) = crate::chain::advance_by(tx, chain, *n).await?;
+        std::collections::HashMap::with_capacity(chains.len());
+    for (chain, (first, prev)) in crate::chain::advance_many(tx, &chains).await? {
         let mut p = [0u8; 64];
         if prev.len() != 64 {
             return Err(StoreError::Internal(format!(
@@ -243,7 +266,7 @@ pub async fn append_many(
             )));
         }
         p.copy_from_slice(prev.as_bytes());
-        heads.insert(chain.clone(), (first, p));
+        heads.insert(chain, (first, p));
     }
     let mut buf = Vec::with_capacity(1024);
     for r in recs.iter_mut() {
@@ -257,17 +280,51 @@ pub async fn append_many(
         r.chain_seq = Some(seq);
         r.chain_hash = Some(String::from_utf8_lossy(&hash).into_owned());
     }
+    let sqlite = tx.backend_name() == "SQLite";
+    if sqlite {
+        // The tail has no id counter of its own: reserve ids from the
+        // trail's, so that moved rows keep them and never collide.
+        let n = recs.len() as i64;
+        let last = sqlx::query(
+            "UPDATE sqlite_sequence SET seq = seq + $1 WHERE name = 'audit_events' RETURNING seq",
+        )
+        .bind(n)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::Internal("audit id counter missing".into()))?
+        .int("seq")?;
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.id = last - n + 1 + i as i64;
+        }
+        TAIL_PENDING.fetch_add(recs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     for chunk in recs.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from("INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES ");
+        // SQLite: into the tail with reserved ids; PostgreSQL: into the
+        // trail, ids from its sequence.
+        let mut sql = String::from(if sqlite {
+            "INSERT INTO audit_tail (id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES "
+        } else {
+            "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES "
+        });
+        let width = if sqlite { 19 } else { 18 };
         for i in 0..chunk.len() {
-            let b = i * 18;
+            let b = i * width;
             if i > 0 {
                 sql.push_str(", ");
             }
             sql.push('(');
             sql.push_str(
-                &(1..=18)
-                    .map(|k| format!("${}", b + k))
+                &(1..=width)
+                    .map(|k| {
+                        // SQLite binds `$N` by looking the name up among all
+                        // of the statement's parameters (quadratic in a
+                        // multi-row insert); `?` binds by position.
+                        if sqlite {
+                            "?".to_string()
+                        } else {
+                            format!("${}", b + k)
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
             );
@@ -275,6 +332,9 @@ pub async fn append_many(
         }
         let mut q = sqlx::query(&sql);
         for r in chunk {
+            if sqlite {
+                q = q.bind(r.id);
+            }
             q = q
                 .bind(r.ts)
                 .bind(r.org_id.clone())
@@ -297,10 +357,100 @@ pub async fn append_many(
         }
         q.execute(&mut **tx).await?;
     }
-    for (chain, (_, hash)) in &heads {
-        crate::chain::set_head_hash(tx, chain, &String::from_utf8_lossy(hash)).await?;
-    }
+    let hashes: Vec<(&str, String)> = heads
+        .iter()
+        .map(|(chain, (_, hash))| (chain.as_str(), String::from_utf8_lossy(hash).into_owned()))
+        .collect();
+    let refs: Vec<(&str, &str)> = hashes.iter().map(|(c, h)| (*c, h.as_str())).collect();
+    crate::chain::set_head_hashes(tx, &refs).await?;
     Ok(())
+}
+
+/// SQLite: events appended to the tail since the last drain, approximately
+/// (a rolled-back change counts too, which costs one empty drain).
+static TAIL_PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Most events moved from the tail per transaction: a move holds SQLite's
+/// write lock, and appenders wait behind it, so it is kept to a few
+/// milliseconds; bigger moves update each index leaf for more events.
+const DRAIN_CHUNK: i64 = 5000;
+
+/// The columns of a stored event, in table order (tail and trail alike).
+const EVENT_COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
+
+/// SQLite: move the oldest `DRAIN_CHUNK` events of the tail into the trail,
+/// in one transaction (the insert takes the write lock first, so both
+/// statements see the same oldest events). Returns how many moved; 0 on
+/// PostgreSQL, which has no tail.
+pub async fn drain_tail_chunk(db: &Db) -> Result<u64> {
+    if db.backend != crate::db::Backend::Sqlite {
+        return Ok(0);
+    }
+    let oldest =
+        "(SELECT COALESCE(MAX(id), 0) FROM (SELECT id FROM audit_tail ORDER BY id LIMIT $1))";
+    let mut tx = db.write.begin().await?;
+    let moved = sqlx::query(&format!(
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM audit_tail WHERE id <= {oldest} ORDER BY id"
+    ))
+    .bind(DRAIN_CHUNK)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let deleted = sqlx::query(&format!("DELETE FROM audit_tail WHERE id <= {oldest}"))
+        .bind(DRAIN_CHUNK)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if deleted != moved {
+        // Never lose or duplicate an event: leave both tables as they were.
+        tx.rollback().await?;
+        return Err(StoreError::Internal(format!(
+            "audit tail: moved {moved} events but would remove {deleted}"
+        )));
+    }
+    tx.commit().await?;
+    let _ = TAIL_PENDING.fetch_update(
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+        |p| Some(p.saturating_sub(moved)),
+    );
+    Ok(moved)
+}
+
+/// Make every event committed so far readable in `audit_events`: on SQLite,
+/// drain the tail up to its newest event now (later appends may stay in
+/// it). Every reader of the trail calls this first. No-op on PostgreSQL.
+pub async fn settle(db: &Db) -> Result<()> {
+    if db.backend != crate::db::Backend::Sqlite {
+        return Ok(());
+    }
+    let newest = sqlx::query("SELECT MAX(id) AS m FROM audit_tail")
+        .fetch_one(&db.read)
+        .await?
+        .opt_int("m")?;
+    let Some(newest) = newest else {
+        return Ok(());
+    };
+    // Bounded: every round moves the oldest events, so the tail's oldest id
+    // passes `newest` after at most (tail length / chunk) rounds, and the
+    // tail cannot hold more than the counter handed out.
+    for _ in 0..1_000_000 {
+        let oldest = sqlx::query("SELECT MIN(id) AS m FROM audit_tail")
+            .fetch_one(&db.read)
+            .await?
+            .opt_int("m")?;
+        match oldest {
+            Some(o) if o <= newest => {
+                drain_tail_chunk(db).await?;
+            }
+            _ => return Ok(()),
+        }
+    }
+    Err(StoreError::Internal("audit tail did not drain".into()))
 }
 
 fn record_of(ctx: &AuditCtx, ev: &AuditEvent, ts: i64) -> crate::chain::Record {
@@ -378,6 +528,7 @@ pub async fn query(db: &Db, scope: AuditScope<'_>, mut q: AuditQuery) -> Result<
         }
         q.org = Some(g.org_id());
     }
+    settle(db).await?;
     // Built only from fixed fragments; every value is a bind parameter.
     let mut sql = String::from("SELECT * FROM audit_events WHERE 1=1");
     let mut binds: Vec<Bind> = Vec::new();
@@ -462,6 +613,7 @@ enum Bind {
 /// Recent changes in the projects `user` is a member of (the home page's
 /// activity list). Membership is checked in the query itself.
 pub async fn recent_activity(db: &Db, user: UserId, limit: i64) -> Result<Vec<StoredEvent>> {
+    settle(db).await?;
     let rows = sqlx::query(
         "SELECT * FROM audit_events WHERE project_id IN (SELECT project_id FROM project_members WHERE user_id = $1) \
          AND outcome = 'success' AND action IN ('file.upload', 'file.upload_version', 'folder.create', 'node.rename', 'node.move', 'node.trash', 'node.restore', 'node.copy', 'member.add', 'file.restore_version') \
@@ -501,6 +653,7 @@ pub fn settled_before(db: &Db) -> i64 {
 /// Committed events after `id`, oldest first (followers of the trail). Read
 /// on the reader pool: the single writer connection is the audit sink's.
 pub async fn events_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
+    settle(db).await?;
     let rows =
         sqlx::query("SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2")
             .bind(id)

@@ -15,6 +15,7 @@ use kura_crypto::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
+use std::collections::HashMap;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 pub const PLATFORM_CHAIN: &str = "platform";
@@ -55,56 +56,34 @@ impl Record {
         String::from_utf8_lossy(&hex).into_owned()
     }
 
-    /// The same hash as lowercase hex bytes, writing the canonical form into
-    /// `buf` (reused across events: verification allocates nothing per event).
-    /// The canonical form is the compact JSON array of the chain name, the
-    /// position and every stored field, byte for byte what `serde_json`
-    /// writes for them.
+    /// The same hash as lowercase hex bytes (see [`RecordView::expected_hash_into`]).
     pub fn expected_hash_into(&self, prev: &[u8], seq: i64, buf: &mut Vec<u8>) -> [u8; 64] {
-        fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T, first: bool) {
-            if !first {
-                buf.push(b',');
-            }
-            // Writing strings, integers and nulls into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *buf, v);
+        self.view().expected_hash_into(prev, seq, buf)
+    }
+
+    /// The same fields, borrowed.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            id: self.id,
+            ts: self.ts,
+            org_id: self.org_id.as_deref(),
+            actor_user_id: self.actor_user_id.as_deref(),
+            actor_org_id: self.actor_org_id.as_deref(),
+            credential: self.credential.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            request_id: self.request_id.as_deref(),
+            action: &self.action,
+            outcome: &self.outcome,
+            project_id: self.project_id.as_deref(),
+            node_id: self.node_id.as_deref(),
+            version_id: self.version_id.as_deref(),
+            object_name: self.object_name.as_deref(),
+            bytes: self.bytes,
+            detail: self.detail.as_deref(),
+            chain_seq: self.chain_seq,
+            chain_hash: self.chain_hash.as_deref(),
         }
-        buf.clear();
-        buf.push(b'[');
-        put(buf, self.chain(), true);
-        put(buf, &seq, false);
-        put(buf, &self.ts, false);
-        for f in [
-            &self.org_id,
-            &self.actor_user_id,
-            &self.actor_org_id,
-            &self.credential,
-            &self.ip,
-            &self.user_agent,
-            &self.request_id,
-        ] {
-            put(buf, f, false);
-        }
-        put(buf, &self.action, false);
-        put(buf, &self.outcome, false);
-        for f in [
-            &self.project_id,
-            &self.node_id,
-            &self.version_id,
-            &self.object_name,
-        ] {
-            put(buf, f, false);
-        }
-        put(buf, &self.bytes, false);
-        put(buf, &self.detail, false);
-        buf.push(b']');
-        let mut h = Sha256::new();
-        h.update(prev);
-        h.update(b"\n");
-        h.update(&buf[..]);
-        let mut out = [0u8; 64];
-        // 32 bytes always fit 64 hex digits.
-        let _ = hex::encode_to_slice(h.finalize(), &mut out);
-        out
     }
 
     pub fn from_row(r: &AnyRow) -> Result<Self> {
@@ -132,50 +111,158 @@ impl Record {
     }
 }
 
-/// Advance `chain`'s head inside the caller's transaction and return the new
-/// sequence number and the previous hash. The UPDATE takes the head's row
-/// lock on PostgreSQL (SQLite has one writer), so appends to one chain are
-/// serialized.
-pub async fn advance(tx: &mut Transaction<'_, Any>, chain: &str) -> Result<(i64, String)> {
-    advance_by(tx, chain, 1).await
+/// A stored event with borrowed fields: what verification reads straight
+/// from the database's row buffers without copying.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    pub id: i64,
+    pub ts: i64,
+    pub org_id: Option<&'a str>,
+    pub actor_user_id: Option<&'a str>,
+    pub actor_org_id: Option<&'a str>,
+    pub credential: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub project_id: Option<&'a str>,
+    pub node_id: Option<&'a str>,
+    pub version_id: Option<&'a str>,
+    pub object_name: Option<&'a str>,
+    pub bytes: Option<i64>,
+    pub detail: Option<&'a str>,
+    pub chain_seq: Option<i64>,
+    pub chain_hash: Option<&'a str>,
 }
 
-/// Reserve `n` positions: returns the first one and the hash before it.
-pub async fn advance_by(
-    tx: &mut Transaction<'_, Any>,
-    chain: &str,
-    n: i64,
-) -> Result<(i64, String)> {
-    for _ in 0..2 {
-        let row = sqlx::query(
-            "UPDATE audit_chain_heads SET seq = seq + $2 WHERE chain = $1 RETURNING seq, hash",
-        )
-        .bind(chain)
-        .bind(n)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(r) = row {
-            return Ok((r.int("seq")? - n + 1, r.str("hash")?));
-        }
-        sqlx::query("INSERT INTO audit_chain_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING")
-            .bind(chain)
-            .bind(GENESIS)
-            .execute(&mut **tx)
-            .await?;
+impl RecordView<'_> {
+    pub fn chain(&self) -> &str {
+        self.org_id.unwrap_or(PLATFORM_CHAIN)
     }
-    Err(crate::StoreError::Internal(format!(
-        "audit chain {chain}: head not found"
-    )))
+
+    /// The hash this event must carry as lowercase hex bytes, writing the
+    /// canonical form into `buf` (reused across events: verification
+    /// allocates nothing per event). The canonical form is the compact JSON
+    /// array of the chain name, the position and every stored field, byte
+    /// for byte what `serde_json` writes for them.
+    pub fn expected_hash_into(&self, prev: &[u8], seq: i64, buf: &mut Vec<u8>) -> [u8; 64] {
+        fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T, first: bool) {
+            if !first {
+                buf.push(b',');
+            }
+            // Writing strings, integers and nulls into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, v);
+        }
+        buf.clear();
+        buf.push(b'[');
+        put(buf, self.chain(), true);
+        put(buf, &seq, false);
+        put(buf, &self.ts, false);
+        for f in [
+            self.org_id,
+            self.actor_user_id,
+            self.actor_org_id,
+            self.credential,
+            self.ip,
+            self.user_agent,
+            self.request_id,
+        ] {
+            put(buf, &f, false);
+        }
+        put(buf, self.action, false);
+        put(buf, self.outcome, false);
+        for f in [
+            self.project_id,
+            self.node_id,
+            self.version_id,
+            self.object_name,
+        ] {
+            put(buf, &f, false);
+        }
+        put(buf, &self.bytes, false);
+        put(buf, &self.detail, false);
+        buf.push(b']');
+        let mut h = Sha256::new();
+        h.update(prev);
+        h.update(b"\n");
+        h.update(&buf[..]);
+        let mut out = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(h.finalize(), &mut out);
+        out
+    }
 }
 
-pub async fn set_head_hash(tx: &mut Transaction<'_, Any>, chain: &str, hash: &str) -> Result<()> {
-    sqlx::query("UPDATE audit_chain_heads SET hash = $1 WHERE chain = $2")
-        .bind(hash)
-        .bind(chain)
-        .execute(&mut **tx)
-        .await?;
+/// Reserve positions on several chains at once, inside the caller's
+/// transaction: for each `(chain, n)` returns the first reserved position
+/// and the hash before it. One statement for all chains; the chains are
+/// taken in sorted order so that concurrent PostgreSQL transactions lock
+/// the heads' rows in the same order and cannot deadlock (SQLite has one
+/// writer).
+pub async fn advance_many(
+    tx: &mut Transaction<'_, Any>,
+    chains: &[(String, i64)],
+) -> Result<HashMap<String, (i64, String)>> {
+    let mut sorted: Vec<&(String, i64)> = chains.iter().collect();
+    sorted.sort();
+    let mut out = HashMap::with_capacity(sorted.len());
+    for part in sorted.chunks(HEADS_PER_STATEMENT) {
+        let values = (0..part.len())
+            .map(|i| format!("(${}, ${}, '{GENESIS}')", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // A new chain starts at 0, so its reserved range ends at n as well.
+        let sql = format!(
+            "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES {values} \
+             ON CONFLICT (chain) DO UPDATE SET seq = audit_chain_heads.seq + excluded.seq \
+             RETURNING chain, seq, hash"
+        );
+        let mut q = sqlx::query(&sql);
+        for (chain, n) in part {
+            q = q.bind(chain.as_str()).bind(*n);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let chain = r.str("chain")?;
+            let n = part
+                .iter()
+                .find(|(c, _)| *c == chain)
+                .map(|(_, n)| *n)
+                .ok_or_else(|| crate::StoreError::Internal("audit chain head".into()))?;
+            out.insert(chain, (r.int("seq")? - n + 1, r.str("hash")?));
+        }
+    }
+    if out.len() != sorted.len() {
+        return Err(crate::StoreError::Internal(
+            "audit chain heads: not every chain advanced".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Store the new head hash of every chain in `heads`, in one statement per
+/// `HEADS_PER_STATEMENT` chains (rows already locked by `advance_many`).
+pub async fn set_head_hashes(tx: &mut Transaction<'_, Any>, heads: &[(&str, &str)]) -> Result<()> {
+    for part in heads.chunks(HEADS_PER_STATEMENT) {
+        let values = (0..part.len())
+            .map(|i| format!("(${}, 0, ${})", 2 * i + 1, 2 * i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES {values} \
+             ON CONFLICT (chain) DO UPDATE SET hash = excluded.hash"
+        );
+        let mut q = sqlx::query(&sql);
+        for (chain, hash) in part {
+            q = q.bind(*chain).bind(*hash);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
+
+/// Chains per head statement (two parameters each).
+const HEADS_PER_STATEMENT: usize = 256;
 
 /// A signed statement that `chain` had `seq` events ending in `hash` at `ts`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -389,6 +476,16 @@ impl ChainVerifier {
 
     /// Check the next event; returns the first problem (later ones follow from it).
     pub fn push(&mut self, r: &Record) -> Option<Problem> {
+        self.push_view(r.view())
+    }
+
+    /// Whether a problem was found (later events are then not checked).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// [`push`](Self::push) for a borrowed event.
+    pub fn push_view(&mut self, r: RecordView<'_>) -> Option<Problem> {
         if self.broken {
             return None;
         }
@@ -428,7 +525,7 @@ impl ChainVerifier {
             return self.problem(Some(seq), Some(r.id), "reordered", format!("event id {} at position {seq} comes before the previous event id {} (reordered)", r.id, self.last_id));
         }
         let expected = r.expected_hash_into(&self.prev, seq, &mut self.buf);
-        if r.chain_hash.as_deref().map(str::as_bytes) != Some(&expected[..]) {
+        if r.chain_hash.map(str::as_bytes) != Some(&expected[..]) {
             return self.problem(
                 Some(seq),
                 Some(r.id),
@@ -594,9 +691,77 @@ async fn for_each_chained(
 
 /// Verify every chain in the database (or only `chain`).
 pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) -> Result<Report> {
-    use futures_util::TryStreamExt;
+    crate::audit::settle(db).await?;
     let mut report = Report::default();
     let history_until = unchained_from_id(db).await?;
+    let mut all_checkpoints = checkpoints(db, only).await?;
+    // A checkpoint the trail recorded but the table lost was deleted.
+    for c in checkpoints_in_trail(db, only).await? {
+        if !all_checkpoints.contains(&c) {
+            report.problems.push(Problem {
+                chain: c.chain.clone(),
+                seq: Some(c.seq),
+                event_id: None,
+                kind: "checkpoint",
+                message: format!(
+                    "the signed checkpoint at position {} recorded in the trail is missing from the checkpoint table (deleted)",
+                    c.seq
+                ),
+            });
+            all_checkpoints.push(c);
+        }
+    }
+    report.checkpoints = all_checkpoints.len();
+    if let Some(file) = db.sqlite_file.clone() {
+        let mut keep: HashMap<String, Vec<i64>> = HashMap::new();
+        for c in &all_checkpoints {
+            keep.entry(c.chain.clone()).or_default().push(c.seq);
+        }
+        let only_owned = only.map(str::to_string);
+        let scanned = tokio::task::spawn_blocking(move || {
+            crate::verify_scan::scan(&file, only_owned.as_deref(), history_until, &keep)
+        })
+        .await;
+        match scanned {
+            Ok(Ok(mut scan)) => {
+                let mut chains: Vec<String> = scan.chains.keys().cloned().collect();
+                chains.sort();
+                for chain in chains {
+                    report.chains += 1;
+                    if scan.suspect.contains(&chain) {
+                        // Something is off: find out exactly what, in position order.
+                        crate::audit::settle(db).await?;
+                        verify_chain_in_order(
+                            db,
+                            &chain,
+                            history_until,
+                            &all_checkpoints,
+                            public_key,
+                            &mut report,
+                        )
+                        .await?;
+                        continue;
+                    }
+                    report.events += scan.events.get(&chain).copied().unwrap_or(0);
+                    report.unchained_history +=
+                        scan.unchained_history.get(&chain).copied().unwrap_or(0);
+                    if let Some(v) = scan.chains.get_mut(&chain) {
+                        let head = scan.heads.get(&chain).cloned();
+                        report
+                            .problems
+                            .extend(v.finish(head, &all_checkpoints, public_key));
+                    }
+                }
+                return Ok(report);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(reason = %e.0, "audit verification: one-pass scan unusable, verifying chain by chain")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit verification: one-pass scan failed, verifying chain by chain")
+            }
+        }
+    }
     let mut chains: Vec<String> = sqlx::query("SELECT chain FROM audit_chain_heads")
         .fetch_all(&db.read)
         .await?
@@ -618,69 +783,74 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
     if let Some(c) = only {
         chains.retain(|x| x == c);
     }
-    let mut all_checkpoints = checkpoints(db, only).await?;
-    // A checkpoint the trail recorded but the table lost was deleted.
-    for c in checkpoints_in_trail(db, only).await? {
-        if !all_checkpoints.contains(&c) {
-            report.problems.push(Problem {
-                chain: c.chain.clone(),
-                seq: Some(c.seq),
-                event_id: None,
-                kind: "checkpoint",
-                message: format!(
-                    "the signed checkpoint at position {} recorded in the trail is missing from the checkpoint table (deleted)",
-                    c.seq
-                ),
-            });
-            all_checkpoints.push(c);
-        }
-    }
-    report.checkpoints = all_checkpoints.len();
     for chain in &chains {
         report.chains += 1;
-        let mut v = ChainVerifier::new(chain).keeping(
-            all_checkpoints
-                .iter()
-                .filter(|c| c.chain == *chain)
-                .map(|c| c.seq),
-        );
-        // Rows outside any chain: history from before chaining, or inserted.
-        let loose_sql = format!(
-            "SELECT * FROM audit_events WHERE {} AND chain_seq IS NULL ORDER BY id",
-            chain_filter(chain)
-        );
-        let mut loose = sqlx::query(&loose_sql).bind(chain).fetch(&db.read);
-        while let Some(row) = loose.try_next().await? {
-            let rec = Record::from_row(&row)?;
-            if rec.id <= history_until {
-                report.unchained_history += 1;
-            } else if let Some(p) = v.push(&rec) {
-                report.problems.push(p);
-            }
-        }
-        drop(loose);
-        let (events, problems) = (&mut report.events, &mut report.problems);
-        for_each_chained(db, chain, |r| {
-            *events += 1;
-            if let Some(p) = v.push(&r) {
-                problems.push(p);
-            }
-            Ok(())
-        })
+        verify_chain_in_order(
+            db,
+            chain,
+            history_until,
+            &all_checkpoints,
+            public_key,
+            &mut report,
+        )
         .await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_chain_heads WHERE chain = $1")
-            .bind(chain)
-            .fetch_optional(&db.read)
-            .await?;
-        let head = match head {
-            Some(h) => Some((h.int("seq")?, h.str("hash")?)),
-            None => None,
-        };
-        report
-            .problems
-            .extend(v.finish(head, &all_checkpoints, public_key));
     }
     Ok(report)
+}
+
+/// Verify one chain by reading its events in position order, adding what
+/// it finds to `report`.
+async fn verify_chain_in_order(
+    db: &Db,
+    chain: &str,
+    history_until: i64,
+    all_checkpoints: &[Checkpoint],
+    public_key: Option<&str>,
+    report: &mut Report,
+) -> Result<()> {
+    use futures_util::TryStreamExt;
+    let mut v = ChainVerifier::new(chain).keeping(
+        all_checkpoints
+            .iter()
+            .filter(|c| c.chain == *chain)
+            .map(|c| c.seq),
+    );
+    // Rows outside any chain: history from before chaining, or inserted.
+    let loose_sql = format!(
+        "SELECT * FROM audit_events WHERE {} AND chain_seq IS NULL ORDER BY id",
+        chain_filter(chain)
+    );
+    let mut loose = sqlx::query(&loose_sql).bind(chain).fetch(&db.read);
+    while let Some(row) = loose.try_next().await? {
+        let rec = Record::from_row(&row)?;
+        if rec.id <= history_until {
+            report.unchained_history += 1;
+        } else if let Some(p) = v.push(&rec) {
+            report.problems.push(p);
+        }
+    }
+    drop(loose);
+    let (events, problems) = (&mut report.events, &mut report.problems);
+    for_each_chained(db, chain, |r| {
+        *events += 1;
+        if let Some(p) = v.push(&r) {
+            problems.push(p);
+        }
+        Ok(())
+    })
+    .await?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_chain_heads WHERE chain = $1")
+        .bind(chain)
+        .fetch_optional(&db.read)
+        .await?;
+    let head = match head {
+        Some(h) => Some((h.int("seq")?, h.str("hash")?)),
+        None => None,
+    };
+    report
+        .problems
+        .extend(v.finish(head, all_checkpoints, public_key));
+    Ok(())
 }
 
 /// One line of an export file (JSON Lines).
@@ -704,6 +874,7 @@ pub async fn export(
     public_key: Option<String>,
     out: &mut dyn std::io::Write,
 ) -> Result<u64> {
+    crate::audit::settle(db).await?;
     let io = |e: std::io::Error| crate::StoreError::Internal(format!("export: {e}"));
     let line = |l: &ExportLine| {
         serde_json::to_string(l).map_err(|e| crate::StoreError::Internal(e.to_string()))

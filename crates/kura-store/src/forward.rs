@@ -215,18 +215,7 @@ pub fn start(db: Db, sinks: Vec<Sink>, poll: Duration) -> Arc<ForwardStats> {
                     Some(p) => p,
                     None => cursor(&db).await?,
                 };
-                let rows = sqlx::query(
-                    "SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2",
-                )
-                .bind(from)
-                .bind(BATCH)
-                .bind(crate::audit::settled_before(&db))
-                .fetch_all(&db.read)
-                .await?;
-                let batch = rows
-                    .iter()
-                    .map(Record::from_row)
-                    .collect::<Result<Vec<_>>>()?;
+                let batch = crate::audit::events_after(&db, from, BATCH).await?;
                 let max = sqlx::query("SELECT COALESCE(MAX(id), 0) AS m FROM audit_events")
                     .fetch_one(&db.read)
                     .await?

@@ -187,6 +187,7 @@ pub async fn scope(
         ScopeView::Org(_) => return Err(StoreError::Denied(kura_core::Denied::Forbidden)),
         ScopeView::Platform(_) => None,
     };
+    crate::audit::settle(db).await?;
     let cols_template = "SELECT ts, org_id, project_id, node_id, version_id, object_name, action, outcome, bytes, ip FROM audit_events {index} WHERE ";
     let (cond, key, cidr): (&str, String, Option<IpNet>) = match subject {
         Subject::Actor(u) => ("actor_user_id = $1", u.to_string(), None),
@@ -517,6 +518,7 @@ pub async fn top_downloaders(
     since: i64,
     limit: i64,
 ) -> Result<Vec<Downloader>> {
+    crate::audit::settle(db).await?;
     let rows = sqlx::query("SELECT actor_user_id, COUNT(DISTINCT node_id) AS files, COALESCE(SUM(bytes), 0) AS bytes FROM audit_events \
          WHERE ts >= $1 AND ($2 IS NULL OR org_id = $2) AND action IN ('file.download', 'file.preview') AND outcome = 'success' AND actor_user_id IS NOT NULL \
          GROUP BY actor_user_id ORDER BY bytes DESC, files DESC LIMIT $3")
@@ -551,6 +553,7 @@ pub async fn failed_sign_ins(
     since: i64,
     limit: i64,
 ) -> Result<Vec<FailedSignIn>> {
+    crate::audit::settle(db).await?;
     let rows = sqlx::query("SELECT ts, object_name, ip, action, outcome, detail FROM audit_events \
          WHERE ts >= $1 AND ($2 IS NULL OR org_id = $2) AND action IN ('auth.login', 'auth.mfa', 'auth.step_up') AND outcome <> 'success' \
          ORDER BY id DESC LIMIT $3")

@@ -33,6 +33,7 @@ pub mod throttle;
 pub mod time;
 pub mod upload;
 pub mod users;
+mod verify_scan;
 
 pub use audit::{AuditCtx, AuditEvent, AuditSink, Outcome};
 pub use blobs::BlobStore;
