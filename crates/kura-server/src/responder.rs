@@ -8,7 +8,6 @@
 use crate::state::AppState;
 use hmac::{Hmac, Mac};
 use kura_store::alerts::{self, Alert};
-use kura_store::chain::Record;
 use kura_store::detect::{Detector, Finding, Inputs};
 use kura_store::detection::{self, Containment, DetectionConfig};
 use kura_store::{Outcome, StoreError};
@@ -154,7 +153,7 @@ impl Loop {
                 }
             },
         };
-        let batch: Vec<Record> = kura_store::audit::events_after(db, from, BATCH).await?;
+        let batch = kura_store::audit::events_after(db, from, BATCH).await?;
         if batch.is_empty() {
             self.cursor = Some(from);
             return Ok(false);

@@ -650,9 +650,69 @@ pub fn settled_before(db: &Db) -> i64 {
     }
 }
 
-/// Committed events after `id`, oldest first (followers of the trail). Read
-/// on the reader pool: the single writer connection is the audit sink's.
-pub async fn events_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
+/// Committed events after `id`, oldest first (followers of the trail). The
+/// SIEM forwarder and the detector follow the same events a moment apart,
+/// so the newest ones are kept in memory ([`RecentEvents`]) and each is read
+/// from the database once. Read on the reader pool: the single writer
+/// connection is the audit sink's.
+pub async fn events_after(
+    db: &Db,
+    id: i64,
+    limit: i64,
+) -> Result<Vec<std::sync::Arc<crate::chain::Record>>> {
+    let limit = limit.max(1);
+    let mut recent = db.recent.lock().await;
+    let complete_after = match recent.complete_after {
+        Some(c) if id >= c => c,
+        // Older than what is kept: read it directly, keep nothing.
+        Some(_) => {
+            return Ok(read_after(db, id, limit)
+                .await?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect())
+        }
+        None => {
+            recent.complete_after = Some(id);
+            id
+        }
+    };
+    let newest = recent.events.back().map_or(complete_after, |r| r.id);
+    let fresh = read_after(db, newest, RECENT_READ).await?;
+    recent
+        .events
+        .extend(fresh.into_iter().map(std::sync::Arc::new));
+    while recent.events.len() > RECENT_KEEP {
+        if let Some(old) = recent.events.pop_front() {
+            recent.complete_after = Some(old.id);
+        }
+    }
+    if recent.complete_after.is_some_and(|c| id < c) {
+        drop(recent);
+        return Box::pin(events_after(db, id, limit)).await;
+    }
+    let start = recent.events.partition_point(|r| r.id <= id);
+    Ok(recent
+        .events
+        .range(start..)
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .cloned()
+        .collect())
+}
+
+/// Events kept in memory for the followers of the trail, and the most read
+/// from the database at once.
+const RECENT_KEEP: usize = 20_000;
+const RECENT_READ: i64 = 5_000;
+
+/// The newest committed events, complete after `complete_after`.
+#[derive(Default)]
+pub struct RecentEvents {
+    complete_after: Option<i64>,
+    events: std::collections::VecDeque<std::sync::Arc<crate::chain::Record>>,
+}
+
+async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
     settle(db).await?;
     let rows =
         sqlx::query("SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2")

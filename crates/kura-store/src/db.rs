@@ -23,6 +23,8 @@ pub struct Db {
     /// The SQLite database file, for bulk readers that scan it directly
     /// (audit verification); None for PostgreSQL and in-memory databases.
     pub sqlite_file: Option<std::path::PathBuf>,
+    /// The newest audit events, shared by this process's followers of the trail.
+    pub recent: std::sync::Arc<tokio::sync::Mutex<crate::audit::RecentEvents>>,
 }
 
 struct Migration {
@@ -114,6 +116,7 @@ impl Db {
                 read,
                 backend: Backend::Sqlite,
                 sqlite_file,
+                recent: Default::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -126,6 +129,7 @@ impl Db {
                 read: pool,
                 backend: Backend::Postgres,
                 sqlite_file: None,
+                recent: Default::default(),
             })
         } else {
             Err(crate::StoreError::Invalid(

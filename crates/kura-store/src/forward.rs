@@ -99,7 +99,7 @@ struct Outputs {
 async fn send(
     sinks: &[Sink],
     out: &mut Outputs,
-    batch: &[Record],
+    batch: &[std::sync::Arc<Record>],
     host: &str,
 ) -> std::io::Result<()> {
     for sink in sinks {
