@@ -67,9 +67,23 @@ fn rate_limited(state: &AppState, parts: &axum::http::request::Parts) -> Option<
 /// Kill switch: while the platform is suspended, clients other than
 /// loopback (the break-glass administrator on the host) get a maintenance
 /// page. Health checks still answer.
-fn maintenance(state: &AppState, parts: &axum::http::request::Parts) -> Option<Response> {
+async fn maintenance(state: &AppState, parts: &axum::http::request::Parts) -> Option<Response> {
     let path = parts.uri.path();
-    match state.mode.get() {
+    if state.mode.get() == kura_store::platform::Mode::Normal {
+        return None;
+    }
+    // The cache is refreshed every half second; before refusing anything,
+    // confirm with the database, so that lifting a switch takes effect on
+    // the next request too. (Requests with a credential read the mode with
+    // it, so switching on never waits for the cache either.)
+    let mode = match kura_store::platform::mode(&state.store.db).await {
+        Ok(m) => {
+            state.mode.set(m);
+            m
+        }
+        Err(_) => state.mode.get(),
+    };
+    match mode {
         kura_store::platform::Mode::Normal => return None,
         // Requests with a credential are checked with it (auth.rs); this
         // catches the anonymous changes (password reset, bootstrap).
@@ -126,7 +140,10 @@ async fn around(State(state): State<AppState>, mut req: Request, next: Next) -> 
     // Every log line written while handling the request carries its id.
     let span = tracing::info_span!("request", request_id = %id);
     let (parts, body) = req.into_parts();
-    let limited = rate_limited(&state, &parts).or_else(|| maintenance(&state, &parts));
+    let limited = match rate_limited(&state, &parts) {
+        Some(r) => Some(r),
+        None => maintenance(&state, &parts).await,
+    };
     let req = Request::from_parts(parts, body);
     let mut resp = match limited {
         Some(r) => r,
