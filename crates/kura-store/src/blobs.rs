@@ -13,6 +13,11 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Bytes per multipart part (S3's minimum is 5 MiB; the S3 backend will
+/// set its own). Parts hold pooled transfer buffers until written, so
+/// smaller parts keep fewer of them in flight.
+pub const PART_SIZE: usize = 4 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
@@ -45,7 +50,7 @@ impl BlobStore {
     /// Start writing a new blob; finish with [`BlobStore::finish`].
     pub async fn writer(&self, id: BlobId) -> Result<WriteMultipart> {
         let upload = self.inner.put_multipart(&Self::path(id)).await?;
-        Ok(WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024))
+        Ok(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
     }
 
     /// Complete a blob and make it durable.
@@ -66,10 +71,49 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Stream the ciphertext bytes in `range`.
     /// Read the ciphertext bytes in `range` in one request.
     pub async fn read_bytes(&self, id: BlobId, range: Range<u64>) -> Result<Bytes> {
         Ok(self.inner.get_range(&Self::path(id), range).await?)
+    }
+
+    /// Read the ciphertext bytes in `range` into `buf` (emptied first),
+    /// reusing its memory; fewer bytes come back if the blob is shorter.
+    /// The local backend reads the file directly on a blocking thread.
+    pub async fn read_into(
+        &self,
+        id: BlobId,
+        range: Range<u64>,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        let len = usize::try_from(range.end.saturating_sub(range.start))
+            .map_err(|_| crate::StoreError::Internal("read range too large".into()))?;
+        buf.clear();
+        let Some(root) = &self.local_root else {
+            buf.extend_from_slice(&self.read_bytes(id, range).await?);
+            return Ok(buf);
+        };
+        let s = id.to_string();
+        let file = root.join(&s[..2]).join(&s);
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::File::open(&file)?;
+            buf.resize(len, 0);
+            let mut got = 0;
+            while got < len {
+                match f.read_at(&mut buf[got..], range.start + got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            buf.truncate(got);
+            Ok(buf)
+        })
+        .await
+        .map_err(|e| crate::StoreError::Internal(e.to_string()))?
+        // A missing blob under an existing version is damage, not a 404.
+        .map_err(|e| crate::StoreError::Internal(format!("read blob {id}: {e}")))
     }
 
     pub async fn delete(&self, id: BlobId) -> Result<()> {

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod blobs;
+pub mod bufpool;
 pub mod chain;
 pub mod challenges;
 pub mod db;

@@ -6,7 +6,7 @@
 
 use crate::blobs::BlobStore;
 use crate::error::{Result, StoreError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use kura_core::BlobId;
@@ -92,10 +92,11 @@ struct Sealer {
 
 /// Seal `data` as chunks `first..`; the final chunk of the blob (`last`)
 /// is flagged so truncation is detected. Empty data is one empty chunk.
+/// Both buffers come from and go back to the transfer pool.
 fn seal_batch(
     cipher: &ChunkCipher,
     first: u64,
-    data: &[u8],
+    data: Vec<u8>,
     last: bool,
 ) -> std::result::Result<Vec<u8>, String> {
     let n = if data.is_empty() {
@@ -103,19 +104,18 @@ fn seal_batch(
     } else {
         data.len().div_ceil(CHUNK_SIZE)
     };
-    let mut out = Vec::with_capacity(data.len() + n * TAG_SIZE);
-    let mut buf = Vec::with_capacity(CHUNK_SIZE + TAG_SIZE);
+    let mut out = crate::bufpool::take(data.len() + n * TAG_SIZE);
     for k in 0..n {
         let piece = data
             .get(k * CHUNK_SIZE..((k + 1) * CHUNK_SIZE).min(data.len()))
             .unwrap_or(&[]);
-        buf.clear();
-        buf.extend_from_slice(piece);
+        let start = out.len();
+        out.extend_from_slice(piece);
         cipher
-            .seal(first + k as u64, last && k + 1 == n, &mut buf)
+            .seal_at(first + k as u64, last && k + 1 == n, &mut out, start)
             .map_err(|e| e.to_string())?;
-        out.extend_from_slice(&buf);
     }
+    crate::bufpool::give(data);
     Ok(out)
 }
 
@@ -124,7 +124,7 @@ impl Sealer {
     async fn submit(
         &mut self,
         w: &mut object_store::WriteMultipart,
-        data: Option<BytesMut>,
+        data: Option<Vec<u8>>,
         last: bool,
     ) -> Result<()> {
         if let Some(job) = self.inflight.take() {
@@ -132,8 +132,9 @@ impl Sealer {
                 .await
                 .map_err(|e| StoreError::Internal(e.to_string()))?
                 .map_err(StoreError::Internal)?;
-            w.wait_for_capacity(2).await?;
-            w.write(&sealed);
+            w.wait_for_capacity(1).await?;
+            // No copy: the part holds the pooled buffer until it is written.
+            w.put(crate::bufpool::into_bytes(sealed));
         }
         if let Some(data) = data {
             let chunks = if data.is_empty() {
@@ -144,7 +145,7 @@ impl Sealer {
             let (cipher, first) = (self.cipher.clone(), self.index);
             self.index += chunks;
             self.inflight = Some(tokio::task::spawn_blocking(move || {
-                seal_batch(&cipher, first, &data, last)
+                seal_batch(&cipher, first, data, last)
             }));
         }
         Ok(())
@@ -161,7 +162,7 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut pending = BytesMut::with_capacity(SEAL_BATCH + CHUNK_SIZE);
+    let mut pending = crate::bufpool::take(SEAL_BATCH + CHUNK_SIZE);
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| {
             tracing::debug!(error = %e, "upload body ended early");
@@ -178,7 +179,10 @@ where
         pending.extend_from_slice(&piece);
         // Strictly more than a batch: the batch is not the end of the blob.
         while pending.len() > SEAL_BATCH {
-            let batch = pending.split_to(SEAL_BATCH);
+            let mut rest = crate::bufpool::take(SEAL_BATCH + CHUNK_SIZE);
+            rest.extend_from_slice(&pending[SEAL_BATCH..]);
+            pending.truncate(SEAL_BATCH);
+            let batch = std::mem::replace(&mut pending, rest);
             st.submit(w, Some(batch), false).await?;
         }
     }
@@ -310,14 +314,19 @@ struct Batch {
     first: u64,
     last: u64,
     range: Range<u64>,
-    ciphertext: Bytes,
+    /// The chunks' ciphertext, in a pooled buffer that the plaintext
+    /// replaces in place.
+    ciphertext: Vec<u8>,
     blob: BlobId,
 }
 
 fn decrypt_batch(b: Batch) -> std::result::Result<Bytes, std::io::Error> {
-    let mut out = BytesMut::with_capacity(((b.last - b.first + 1) as usize) * CHUNK_SIZE);
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE + TAG_SIZE);
+    let mut data = b.ciphertext;
+    // Each chunk is opened where it lies and the wanted part of its
+    // plaintext moved down to `write`, which never passes the chunk being
+    // read (plaintext is shorter than ciphertext and tag).
     let mut offset = 0usize;
+    let mut write = 0usize;
     for idx in b.first..=b.last {
         let is_last = b.layout.is_last(idx);
         let plain_len = if is_last {
@@ -326,26 +335,27 @@ fn decrypt_batch(b: Batch) -> std::result::Result<Bytes, std::io::Error> {
             CHUNK_SIZE as u64
         } as usize;
         let end = offset + plain_len + TAG_SIZE;
-        let Some(ct) = b.ciphertext.get(offset..end) else {
+        let Some(chunk) = data.get_mut(offset..end) else {
             return Err(invalid(format!(
                 "blob {} is truncated at chunk {idx}",
                 b.blob
             )));
         };
-        offset = end;
-        buf.clear();
-        buf.extend_from_slice(ct);
-        if let Err(e) = b.cipher.open_chunk(idx, is_last, &mut buf) {
-            return Err(invalid(format!("blob {}: {e}", b.blob)));
-        }
+        let n = b
+            .cipher
+            .open_in(idx, is_last, chunk)
+            .map_err(|e| invalid(format!("blob {}: {e}", b.blob)))?;
         let chunk_start = idx * CHUNK_SIZE as u64;
         let from = b.range.start.saturating_sub(chunk_start) as usize;
-        let to = (b.range.end.saturating_sub(chunk_start) as usize).min(buf.len());
+        let to = (b.range.end.saturating_sub(chunk_start) as usize).min(n);
         if from < to {
-            out.extend_from_slice(&buf[from..to]);
+            data.copy_within(offset + from..offset + to, write);
+            write += to - from;
         }
+        offset = end;
     }
-    Ok(out.freeze())
+    data.truncate(write);
+    Ok(crate::bufpool::into_bytes(data))
 }
 
 impl ChunkReader {
@@ -356,9 +366,10 @@ impl ChunkReader {
         let first = self.next;
         let last = (first + BATCH_CHUNKS - 1).min(self.last);
         let ct_range = self.layout.ciphertext_range(first, last);
+        let buf = crate::bufpool::take((ct_range.end - ct_range.start) as usize);
         let ciphertext = self
             .blobs
-            .read_bytes(self.blob, ct_range)
+            .read_into(self.blob, ct_range, buf)
             .await
             .map_err(|e| std::io::Error::other(format!("blob {}: {e}", self.blob)))?;
         let batch = Batch {
