@@ -25,6 +25,8 @@ pub struct Db {
     pub sqlite_file: Option<std::path::PathBuf>,
     /// The newest audit events, shared by this process's followers of the trail.
     pub recent: std::sync::Arc<tokio::sync::Mutex<crate::audit::RecentEvents>>,
+    /// Where uploads queue their commits to share a transaction.
+    pub file_commits: std::sync::Arc<std::sync::OnceLock<crate::nodes::FileCommits>>,
 }
 
 struct Migration {
@@ -117,6 +119,7 @@ impl Db {
                 backend: Backend::Sqlite,
                 sqlite_file,
                 recent: Default::default(),
+                file_commits: Default::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -130,6 +133,7 @@ impl Db {
                 backend: Backend::Postgres,
                 sqlite_file: None,
                 recent: Default::default(),
+                file_commits: Default::default(),
             })
         } else {
             Err(crate::StoreError::Invalid(

@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
+mod group_commit;
 mod trash;
 mod versions;
 mod write;
+pub use group_commit::FileCommits;
 pub use trash::*;
 pub use versions::*;
 pub use write::*;

@@ -140,7 +140,8 @@ pub(super) async fn insert_version(
 }
 
 /// Make an uploaded blob visible as a new file. Only after this commit does
-/// the file exist; on failure the caller deletes the blob.
+/// the file exist; on failure the caller deletes the blob. Concurrent
+/// uploads share one transaction and one sync (see `group_commit`).
 pub async fn commit_new_file(
     db: &Db,
     g: &ProjectGrant<Write>,
@@ -149,11 +150,22 @@ pub async fn commit_new_file(
     name: &FileName,
     blob: &BlobMeta,
 ) -> Result<Node> {
+    super::group_commit::new_file(db, g, ctx, parent, name, blob).await
+}
+
+/// The new file's rows and audit event, inside the caller's transaction.
+pub(super) async fn insert_new_file(
+    tx: &mut Transaction<'_, Any>,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    parent: NodeId,
+    name: &FileName,
+    blob: &BlobMeta,
+) -> Result<Node> {
     // Few statements on purpose: this is every upload's commit, serialized on
     // the single SQLite writer.
-    let mut tx = db.write.begin().await?;
-    charge_quota(&mut tx, g.org_id(), blob.size as i64).await?;
-    insert_blob(&mut tx, g.org_id(), blob).await?;
+    charge_quota(tx, g.org_id(), blob.size as i64).await?;
+    insert_blob(tx, g.org_id(), blob).await?;
     let id = NodeId::new();
     let vid = VersionId::new();
     let now = now_micros();
@@ -173,7 +185,7 @@ pub async fn commit_new_file(
     .bind(vid.to_string())
     .bind(now)
     .bind(user.to_string())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(|e| name_taken(e.into()))?
     .rows_affected();
@@ -189,7 +201,7 @@ pub async fn commit_new_file(
         .bind(blob.id.to_string())
         .bind(now)
         .bind(user.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let ev = AuditEvent::new("file.upload", Outcome::Success)
         .project(g.org_id(), g.project_id())
@@ -198,8 +210,7 @@ pub async fn commit_new_file(
         .name(name.as_str())
         .bytes(blob.size)
         .detail(serde_json::json!({"sha256": blob.sha256}));
-    audit::append(&mut tx, ctx, &ev).await?;
-    tx.commit().await?;
+    audit::append(tx, ctx, &ev).await?;
     Ok(Node {
         id,
         project_id: g.project_id(),

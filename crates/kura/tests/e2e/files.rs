@@ -435,6 +435,81 @@ pub async fn organize_trash_versions_and_quota() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"version one");
 }
 
+/// Concurrent uploads share one commit (group commit); each keeps its own
+/// outcome: a taken name or a full quota refuses only that upload, and a
+/// member of another organization still sees nothing.
+pub async fn concurrent_uploads_commit_together() {
+    use futures_util::future::join_all;
+    let w = world(ServerOpts::default(), Some(100_000)).await;
+    let (a, p) = (&w.alice, &w.p);
+    let dir = a.mkdir(p, &p.root, "together").await;
+    // 20 distinct names, 4 uploads of one name, and the other organization.
+    let mut names: Vec<String> = (0..20).map(|i| format!("f{i:02}.txt")).collect();
+    names.extend((0..4).map(|_| "same.txt".to_string()));
+    let uploads = names
+        .iter()
+        .map(|n| a.upload(p, &dir, n, vec![b'x'; 100]))
+        .collect::<Vec<_>>();
+    let (results, (bob_status, _)) = tokio::join!(
+        join_all(uploads),
+        w.bob_other_org
+            .upload(p, &dir, "intruder.txt", vec![b'y'; 10])
+    );
+    assert_eq!(bob_status, StatusCode::NOT_FOUND);
+    let created = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::CREATED)
+        .count();
+    let conflicts: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::CONFLICT)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!((created, conflicts.len()), (21, 3), "{results:?}");
+    assert!(
+        conflicts.iter().all(|v| v["code"] == "conflict"),
+        "{conflicts:?}"
+    );
+    let (st, v) = a
+        .get(&format!(
+            "/api/projects/{}/folders/{dir}/children?limit=100",
+            p.id
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 21);
+
+    // The quota has 97,900 bytes left: of 30 concurrent 5,000-byte uploads,
+    // 19 fit; the rest answer 507 and leave no file behind.
+    let dir2 = a.mkdir(p, &p.root, "quota").await;
+    let uploads = (0..30)
+        .map(|i| {
+            let dir2 = dir2.clone();
+            async move {
+                a.upload(p, &dir2, &format!("q{i:02}.bin"), vec![b'q'; 5000])
+                    .await
+            }
+        })
+        .collect::<Vec<_>>();
+    let results = join_all(uploads).await;
+    let count = |s: StatusCode| results.iter().filter(|(st, _)| *st == s).count();
+    assert_eq!(
+        (
+            count(StatusCode::CREATED),
+            count(StatusCode::INSUFFICIENT_STORAGE)
+        ),
+        (19, 11),
+        "{results:?}"
+    );
+    let (_, v) = a
+        .get(&format!(
+            "/api/projects/{}/folders/{dir2}/children?limit=100",
+            p.id
+        ))
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 19);
+}
+
 pub async fn big_file_streams_with_constant_memory() {
     let w = world(ServerOpts::default(), None).await;
     let (a, p) = (&w.alice, &w.p);

@@ -37,6 +37,11 @@ async fn files_organize_trash_versions_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_concurrent_uploads_commit_together() {
+    files::concurrent_uploads_commit_together().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_big_streaming_upload() {
     files::big_file_streams_with_constant_memory().await;
 }

@@ -1,0 +1,106 @@
+//! Group commit for new files.
+//!
+//! Every upload ends with a small transaction (quota, blob, node, version,
+//! audit event) and a sync of the database, and SQLite has one writer: one
+//! upload at a time, each waiting for its own sync. Here concurrent uploads
+//! hand their commit to one task, which runs all waiting ones in one
+//! transaction, each inside its own savepoint, and syncs once. A failing
+//! upload (name taken, folder gone, quota full) rolls back to its savepoint
+//! and only its caller sees the error; the others commit. Each caller is
+//! answered only after the shared commit is durable.
+
+use super::*;
+use tokio::sync::{mpsc, oneshot};
+
+/// Uploads committed together at most.
+const MAX_GROUP: usize = 64;
+
+struct NewFile {
+    g: ProjectGrant<Write>,
+    ctx: AuditCtx,
+    parent: NodeId,
+    name: FileName,
+    blob: BlobMeta,
+    done: oneshot::Sender<Result<Node>>,
+}
+
+/// The queue of one database's new-file commits (started on first use).
+pub struct FileCommits(mpsc::Sender<NewFile>);
+
+impl FileCommits {
+    fn start(db: Db) -> Self {
+        let (tx, mut rx) = mpsc::channel::<NewFile>(1024);
+        tokio::spawn(async move {
+            let mut group: Vec<NewFile> = Vec::with_capacity(MAX_GROUP);
+            while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+                match commit_group(&db, &group).await {
+                    Ok(results) => {
+                        for (job, r) in group.drain(..).zip(results) {
+                            let _ = job.done.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, uploads = group.len(), "upload group commit failed");
+                        for job in group.drain(..) {
+                            let _ = job
+                                .done
+                                .send(Err(StoreError::Internal(format!("commit failed: {e}"))));
+                        }
+                    }
+                }
+            }
+        });
+        Self(tx)
+    }
+}
+
+/// Commit one new file through the queue of `db`.
+pub(super) async fn new_file(
+    db: &Db,
+    g: &ProjectGrant<Write>,
+    ctx: &AuditCtx,
+    parent: NodeId,
+    name: &FileName,
+    blob: &BlobMeta,
+) -> Result<Node> {
+    let queue = db
+        .file_commits
+        .get_or_init(|| FileCommits::start(db.clone()));
+    let (done, wait) = oneshot::channel();
+    queue
+        .0
+        .send(NewFile {
+            g: g.clone(),
+            ctx: ctx.clone(),
+            parent,
+            name: name.clone(),
+            blob: blob.clone(),
+            done,
+        })
+        .await
+        .map_err(|_| StoreError::Internal("upload commit queue stopped".into()))?;
+    wait.await
+        .map_err(|_| StoreError::Internal("upload commit queue stopped".into()))?
+}
+
+/// One transaction for the whole group; per upload a savepoint, so that one
+/// refusal leaves no trace and does not undo the others.
+async fn commit_group(db: &Db, group: &[NewFile]) -> Result<Vec<Result<Node>>> {
+    let mut tx = db.write.begin().await?;
+    let mut out = Vec::with_capacity(group.len());
+    for j in group {
+        sqlx::query("SAVEPOINT new_file").execute(&mut *tx).await?;
+        let r = insert_new_file(&mut tx, &j.g, &j.ctx, j.parent, &j.name, &j.blob).await;
+        if r.is_err() {
+            sqlx::query("ROLLBACK TO SAVEPOINT new_file")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("RELEASE SAVEPOINT new_file")
+            .execute(&mut *tx)
+            .await?;
+        out.push(r);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
