@@ -208,10 +208,7 @@ pub async fn advance_many(
     sorted.sort();
     let mut out = HashMap::with_capacity(sorted.len());
     for part in sorted.chunks(HEADS_PER_STATEMENT) {
-        let values = (0..part.len())
-            .map(|i| format!("(${}, ${}, '{GENESIS}')", 2 * i + 1, 2 * i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = head_rows(part.len(), |a, b| format!("(${a}, ${b}, '{GENESIS}')"));
         // A new chain starts at 0, so its reserved range ends at n as well.
         let sql = format!(
             "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES {values} \
@@ -244,10 +241,7 @@ pub async fn advance_many(
 /// `HEADS_PER_STATEMENT` chains (rows already locked by `advance_many`).
 pub async fn set_head_hashes(tx: &mut Transaction<'_, Any>, heads: &[(&str, &str)]) -> Result<()> {
     for part in heads.chunks(HEADS_PER_STATEMENT) {
-        let values = (0..part.len())
-            .map(|i| format!("(${}, 0, ${})", 2 * i + 1, 2 * i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = head_rows(part.len(), |a, b| format!("(${a}, 0, ${b})"));
         let sql = format!(
             "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES {values} \
              ON CONFLICT (chain) DO UPDATE SET hash = excluded.hash"
@@ -259,6 +253,15 @@ pub async fn set_head_hashes(tx: &mut Transaction<'_, Any>, heads: &[(&str, &str
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// `n` VALUES rows of a head statement, row `i` binding parameters
+/// `2i + 1` and `2i + 2`.
+fn head_rows(n: usize, row: fn(usize, usize) -> String) -> String {
+    (0..n)
+        .map(|i| row(2 * i + 1, 2 * i + 2))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Chains per head statement (two parameters each).
