@@ -700,9 +700,10 @@ pub async fn events_after(
         .collect())
 }
 
-/// Events kept in memory for the followers of the trail, and the most read
-/// from the database at once.
-const RECENT_KEEP: usize = 20_000;
+/// Events kept in memory for the followers of the trail (about 1 KiB each:
+/// enough for two followers a couple of batches apart; one further behind
+/// reads the database itself), and the most read from the database at once.
+const RECENT_KEEP: usize = 5_000;
 const RECENT_READ: i64 = 5_000;
 
 /// The newest committed events, complete after `complete_after`.
