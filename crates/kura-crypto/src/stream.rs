@@ -67,9 +67,7 @@ impl ChunkCipher {
 
     /// Seal chunk `index` in place (appends the tag).
     pub fn seal(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), ChunkError> {
-        let key = self.key.as_ref().ok_or(ChunkError(index))?;
-        key.seal_in_place_append_tag(self.nonce(index, last)?, Aad::from(&self.aad[..]), buf)
-            .map_err(|_| ChunkError(index))
+        self.seal_at(index, last, buf, 0)
     }
 
     /// Seal chunk `index` in place within `out`: the plaintext is
@@ -101,11 +99,7 @@ impl ChunkCipher {
 
     /// Open chunk `index` in place (removes the tag), or fail authentication.
     pub fn open_chunk(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> Result<(), ChunkError> {
-        let key = self.key.as_ref().ok_or(ChunkError(index))?;
-        let len = key
-            .open_in_place(self.nonce(index, last)?, Aad::from(&self.aad[..]), buf)
-            .map_err(|_| ChunkError(index))?
-            .len();
+        let len = self.open_in(index, last, buf)?;
         buf.truncate(len);
         Ok(())
     }

@@ -361,8 +361,7 @@ pub async fn append_many(
         .iter()
         .map(|(chain, (_, hash))| (chain.as_str(), String::from_utf8_lossy(hash).into_owned()))
         .collect();
-    let refs: Vec<(&str, &str)> = hashes.iter().map(|(c, h)| (*c, h.as_str())).collect();
-    crate::chain::set_head_hashes(tx, &refs).await?;
+    crate::chain::set_head_hashes(tx, &hashes).await?;
     Ok(())
 }
 
@@ -662,34 +661,27 @@ pub async fn events_after(
 ) -> Result<Vec<std::sync::Arc<crate::chain::Record>>> {
     let limit = limit.max(1);
     let mut recent = db.recent.lock().await;
-    let complete_after = match recent.complete_after {
-        Some(c) if id >= c => c,
-        // Older than what is kept: read it directly, keep nothing.
-        Some(_) => {
-            return Ok(read_after(db, id, limit)
-                .await?
-                .into_iter()
-                .map(std::sync::Arc::new)
-                .collect())
-        }
-        None => {
-            recent.complete_after = Some(id);
-            id
-        }
-    };
-    let newest = recent.events.back().map_or(complete_after, |r| r.id);
-    let fresh = read_after(db, newest, RECENT_READ).await?;
-    recent
-        .events
-        .extend(fresh.into_iter().map(std::sync::Arc::new));
-    while recent.events.len() > RECENT_KEEP {
-        if let Some(old) = recent.events.pop_front() {
-            recent.complete_after = Some(old.id);
+    let complete_after = *recent.complete_after.get_or_insert(id);
+    if id >= complete_after {
+        let newest = recent.events.back().map_or(complete_after, |r| r.id);
+        let fresh = read_after(db, newest, RECENT_READ).await?;
+        recent
+            .events
+            .extend(fresh.into_iter().map(std::sync::Arc::new));
+        while recent.events.len() > RECENT_KEEP {
+            if let Some(old) = recent.events.pop_front() {
+                recent.complete_after = Some(old.id);
+            }
         }
     }
     if recent.complete_after.is_some_and(|c| id < c) {
+        // Older than what is kept: read it directly, keep nothing.
         drop(recent);
-        return Box::pin(events_after(db, id, limit)).await;
+        return Ok(read_after(db, id, limit)
+            .await?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect());
     }
     let start = recent.events.partition_point(|r| r.id <= id);
     Ok(recent

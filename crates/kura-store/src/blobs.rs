@@ -3,7 +3,6 @@
 //! names are derived only from random blob ids, never from user input.
 
 use crate::error::Result;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use kura_core::BlobId;
 use object_store::local::LocalFileSystem;
@@ -47,6 +46,12 @@ impl BlobStore {
         ObjPath::from(format!("{}/{}", &s[..2], s))
     }
 
+    /// The local backend's file for `id` (the same layout as [`Self::path`]).
+    fn local_file(&self, id: BlobId) -> Option<PathBuf> {
+        let s = id.to_string();
+        Some(self.local_root.as_ref()?.join(&s[..2]).join(&s))
+    }
+
     /// Start writing a new blob; finish with [`BlobStore::finish`].
     pub async fn writer(&self, id: BlobId) -> Result<WriteMultipart> {
         let upload = self.inner.put_multipart(&Self::path(id)).await?;
@@ -56,24 +61,19 @@ impl BlobStore {
     /// Complete a blob and make it durable.
     pub async fn finish(&self, id: BlobId, w: WriteMultipart) -> Result<()> {
         w.finish().await?;
-        if let Some(root) = &self.local_root {
-            let s = id.to_string();
-            let dir = root.join(&s[..2]);
-            let file = dir.join(&s);
+        if let Some(file) = self.local_file(id) {
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 std::fs::File::open(&file)?.sync_all()?;
-                std::fs::File::open(&dir)?.sync_all()
+                match file.parent() {
+                    Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                    None => Ok(()),
+                }
             })
             .await
             .map_err(|e| crate::StoreError::Internal(e.to_string()))?
             .map_err(|e| crate::StoreError::Internal(format!("fsync blob: {e}")))?;
         }
         Ok(())
-    }
-
-    /// Read the ciphertext bytes in `range` in one request.
-    pub async fn read_bytes(&self, id: BlobId, range: Range<u64>) -> Result<Bytes> {
-        Ok(self.inner.get_range(&Self::path(id), range).await?)
     }
 
     /// Read the ciphertext bytes in `range` into `buf` (emptied first),
@@ -88,12 +88,10 @@ impl BlobStore {
         let len = usize::try_from(range.end.saturating_sub(range.start))
             .map_err(|_| crate::StoreError::Internal("read range too large".into()))?;
         buf.clear();
-        let Some(root) = &self.local_root else {
-            buf.extend_from_slice(&self.read_bytes(id, range).await?);
+        let Some(file) = self.local_file(id) else {
+            buf.extend_from_slice(&self.inner.get_range(&Self::path(id), range).await?);
             return Ok(buf);
         };
-        let s = id.to_string();
-        let file = root.join(&s[..2]).join(&s);
         tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             use std::os::unix::fs::FileExt;
             let f = std::fs::File::open(&file)?;

@@ -239,7 +239,10 @@ pub async fn advance_many(
 
 /// Store the new head hash of every chain in `heads`, in one statement per
 /// `HEADS_PER_STATEMENT` chains (rows already locked by `advance_many`).
-pub async fn set_head_hashes(tx: &mut Transaction<'_, Any>, heads: &[(&str, &str)]) -> Result<()> {
+pub async fn set_head_hashes(
+    tx: &mut Transaction<'_, Any>,
+    heads: &[(&str, String)],
+) -> Result<()> {
     for part in heads.chunks(HEADS_PER_STATEMENT) {
         let values = head_rows(part.len(), |a, b| format!("(${a}, 0, ${b})"));
         let sql = format!(
@@ -248,7 +251,7 @@ pub async fn set_head_hashes(tx: &mut Transaction<'_, Any>, heads: &[(&str, &str
         );
         let mut q = sqlx::query(&sql);
         for (chain, hash) in part {
-            q = q.bind(*chain).bind(*hash);
+            q = q.bind(*chain).bind(hash.as_str());
         }
         q.execute(&mut **tx).await?;
     }
