@@ -181,7 +181,11 @@ describe('sign in, upload and download', () => {
     await page.setInputFiles('#file-input', [{ name: 'slow.bin', mimeType: 'application/octet-stream', buffer: bytes(200_000, 3) }]);
     const item = page.locator('#upload-list li.upload-item', { hasText: 'slow.bin' });
     await page.waitForFunction(() => document.querySelector('#upload-list li.upload-item')?.dataset.state === 'running');
+    // Chromium cancels the paused request asynchronously; continuing it before the
+    // cancellation lands would still send it, so release only once it has failed.
+    const failed = page.waitForEvent('requestfailed', { predicate: (r) => pattern.test(r.url()), timeout: 10_000 });
     await item.locator('button:has-text("Cancel")').click();
+    await failed;
     release();
     const items = await settledUploads(page, { count: 1 });
     assert.deepEqual(items.map((i) => [i.name, i.state, i.status]), [['slow.bin', 'cancelled', 'Cancelled']]);
