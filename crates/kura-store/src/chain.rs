@@ -9,6 +9,7 @@
 //! chain does not match the signed checkpoints, and an exported trail can be
 //! verified elsewhere with the public key alone.
 
+use crate::canonical_json as canonical;
 use crate::db::{Db, RowExt};
 use crate::error::Result;
 use kura_crypto::{Digest, Sha256};
@@ -147,18 +148,13 @@ impl RecordView<'_> {
     /// array of the chain name, the position and every stored field, byte
     /// for byte what `serde_json` writes for them.
     pub fn expected_hash_into(&self, prev: &[u8], seq: i64, buf: &mut Vec<u8>) -> [u8; 64] {
-        fn put<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T, first: bool) {
-            if !first {
-                buf.push(b',');
-            }
-            // Writing strings, integers and nulls into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *buf, v);
-        }
         buf.clear();
         buf.push(b'[');
-        put(buf, self.chain(), true);
-        put(buf, &seq, false);
-        put(buf, &self.ts, false);
+        canonical::string(buf, self.chain());
+        buf.push(b',');
+        canonical::int(buf, Some(seq));
+        buf.push(b',');
+        canonical::int(buf, Some(self.ts));
         for f in [
             self.org_id,
             self.actor_user_id,
@@ -167,21 +163,20 @@ impl RecordView<'_> {
             self.ip,
             self.user_agent,
             self.request_id,
-        ] {
-            put(buf, &f, false);
-        }
-        put(buf, self.action, false);
-        put(buf, self.outcome, false);
-        for f in [
+            Some(self.action),
+            Some(self.outcome),
             self.project_id,
             self.node_id,
             self.version_id,
             self.object_name,
         ] {
-            put(buf, &f, false);
+            buf.push(b',');
+            canonical::opt_string(buf, f);
         }
-        put(buf, &self.bytes, false);
-        put(buf, &self.detail, false);
+        buf.push(b',');
+        canonical::int(buf, self.bytes);
+        buf.push(b',');
+        canonical::opt_string(buf, self.detail);
         buf.push(b']');
         let mut h = Sha256::new();
         h.update(prev);

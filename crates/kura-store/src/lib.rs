@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod audit;
 pub mod blobs;
 pub mod bufpool;
+mod canonical_json;
 pub mod chain;
 pub mod challenges;
 pub mod db;
