@@ -7,7 +7,7 @@ Creates a data folder with `kura migrate`, fills it with EVENTS synthetic audit
 events (default 10,000,000) across ORGS organizations (default 100) with SQL in
 SQLite itself (Python's sqlite3 module runs one INSERT … SELECT over a recursive
 counter), plus one "attacker" whose 20,000 events touch 60 of the organizations,
-then times the report (wall clock, median of REPS runs, default 3) by actor,
+then times the report (wall clock, median of REPS runs, default 3; 0 only loads) by actor,
 session, one address, and address ranges with and without a time window.
 
 Synthetic events have no hash chain (the report does not read it); the
@@ -58,12 +58,15 @@ if not os.path.exists(os.path.join(data, "master.key")):
 # carry it too (their wrapped keys are dummies; the report never opens them).
 with sqlite3.connect(os.path.join(data, "kura.db")) as c:
     have_probe = c.execute("SELECT COUNT(*) FROM orgs WHERE slug = 'bench-probe'").fetchone()[0]
+# `with` only commits: a connection left open blocks the bulk load's journal change.
+c.close()
 if not have_probe:
     subprocess.run([kura, "admin", "create-org", "--name", "Probe (bench)", "--slug", "bench-probe", "--data-dir", data],
                    check=True, env=env, capture_output=True)
 with sqlite3.connect(os.path.join(data, "kura.db")) as c:
     KEY_ID = c.execute("SELECT master_key_id FROM orgs WHERE slug = 'bench-probe'").fetchone()[0]
     c.execute("UPDATE orgs SET master_key_id = ? WHERE master_key_id = 'bench'", (KEY_ID,))
+c.close()
 if reuse:
     db = None
 else:
@@ -157,6 +160,8 @@ cases = [
     ("range /16 over the whole trail (65,536 events)", ["--ip", "10.3.0.0/16"]),
     ("range /8 + 1-hour window", ["--ip", "10.0.0.0/8", *from_to(60, 120)]),
 ]
+if reps == 0:  # only load the folder (with KEEP=1, for later runs with DATA=)
+    cases = []
 print(f"# {total:,} events, {orgs} organizations, loaded in {load_secs:.0f} s, data folder {size / 2**30:.1f} GiB")
 print("| report | median s | runs | affected orgs | events matched |")
 print("|---|---:|---|---:|---:|")

@@ -67,6 +67,21 @@ fn required<T>(v: Option<T>) -> Result<T, Unusable> {
     v.ok_or_else(|| Unusable("a required column is empty".into()))
 }
 
+/// A read-only connection for one long sequential read of the trail at
+/// `file` (verification, scope reports): a 64 MiB page cache and the file
+/// memory-mapped, so pages are read without copying.
+pub(crate) fn open_reader(file: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "mmap_size", 1i64 << 34)?;
+    Ok(conn)
+}
+
 /// Scan the trail at `file`. `keep` lists, per chain, the positions whose
 /// hashes the signed checkpoints will be compared with; `only` limits the
 /// pass to one chain; events with ids up to `history_until` predate chaining.
@@ -76,14 +91,7 @@ pub fn scan(
     history_until: i64,
     keep: &HashMap<String, Vec<i64>>,
 ) -> Result<Scan, Unusable> {
-    use rusqlite::OpenFlags;
-    let mut conn = rusqlite::Connection::open_with_flags(
-        file,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "cache_size", -65536)?;
-    conn.pragma_update(None, "mmap_size", 1i64 << 34)?;
+    let mut conn = open_reader(file)?;
     // One read transaction: the heads and both tables as of one instant.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
     let mut out = Scan {

@@ -93,15 +93,22 @@ pub async fn run(c: Config, cmd: IncidentCmd) -> Result<ExitCode> {
         report.affected.retain(|a| a.org_id == id);
         report.unaffected.retain(|a| a.org_id == id);
     }
-    let body = match format.as_str() {
-        "csv" => report.to_csv(),
-        "html" => kura_server::web::scope_html(&report),
-        _ => serde_json::to_string_pretty(&report)?,
+    // JSON is written as it is serialized: a report over millions of events
+    // can run to tens of megabytes.
+    let mut sink: Box<dyn Write> = match &out {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
     };
-    match out {
-        Some(p) => std::fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?,
-        None => std::io::stdout().lock().write_all(body.as_bytes())?,
+    let mut sink = std::io::BufWriter::with_capacity(1 << 20, &mut sink);
+    match format.as_str() {
+        "csv" => sink.write_all(report.to_csv().as_bytes())?,
+        "html" => sink.write_all(kura_server::web::scope_html(&report).as_bytes())?,
+        _ => serde_json::to_writer_pretty(&mut sink, &report)?,
     }
+    sink.flush()?;
+    drop(sink);
     let ev = kura_store::AuditEvent::new("incident.scope", kura_store::Outcome::Success).detail(
         serde_json::json!({"subject": report.subject, "events": report.events_matched, "format": format}),
     );

@@ -8,7 +8,24 @@ use futures_util::TryStreamExt;
 use ipnet::IpNet;
 use kura_core::{OrgAction, OrgGrant, OrgId, PlatformGrant, UserId};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+mod fold;
+mod scan;
+
+use fold::{EventRow, Fold, Map};
+
+/// A map's entries in key order.
+fn sorted<V>(m: Map<V>) -> impl Iterator<Item = (String, V)> {
+    let mut v: Vec<(String, V)> = m.into_iter().collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter()
+}
+
+/// A map's values in key order.
+fn sorted_values<V>(m: Map<V>) -> Vec<V> {
+    sorted(m).map(|(_, v)| v).collect()
+}
 
 /// Whose traces to follow.
 #[derive(Clone, Debug)]
@@ -157,17 +174,20 @@ fn is_change(action: &str) -> bool {
 
 #[derive(Default)]
 struct ProjectAcc {
-    listed: BTreeMap<(String, Option<String>), Touched>,
-    reads: BTreeMap<(String, Option<String>), FileRead>,
-    changed: BTreeMap<(String, Option<String>), Touched>,
+    /// By action and node.
+    listed: Map<Touched>,
+    /// By node and version.
+    reads: Map<FileRead>,
+    /// By action and node.
+    changed: Map<Touched>,
     bytes: i64,
     span: Span,
 }
 
 #[derive(Default)]
 struct OrgAcc {
-    projects: BTreeMap<String, ProjectAcc>,
-    other: BTreeMap<String, Touched>,
+    projects: Map<ProjectAcc>,
+    other: Map<Touched>,
     denied: u64,
     bytes: i64,
     span: Span,
@@ -208,14 +228,21 @@ pub async fn scope(
         // prefix of the whole octets, so the index on ip narrows the scan to
         // that text range ('/' sorts right after '.' in SQLite's binary
         // collation; PostgreSQL's locale collations do not promise that);
-        // the exact range is checked here.
+        // the exact range is checked here unless the prefix is whole octets,
+        // where the text range is the range (addresses are stored as Kura
+        // parsed and printed them).
         Subject::Ip(IpNet::V4(net))
             if net.prefix_len() >= 8 && db.backend == crate::db::Backend::Sqlite =>
         {
             let octets = net.network().octets();
             let whole = usize::from(net.prefix_len() / 8);
             let prefix: String = octets[..whole].iter().map(|o| format!("{o}.")).collect();
-            ("ip >= $1 AND ip < $5", prefix, Some(IpNet::V4(*net)))
+            let exact = net.prefix_len() % 8 == 0;
+            (
+                "ip >= $1 AND ip < $5",
+                prefix,
+                (!exact).then_some(IpNet::V4(*net)),
+            )
         }
         // Other ranges: the time window narrows the scan, the range is checked here.
         Subject::Ip(net) => ("$1 = $1 AND ip IS NOT NULL", String::new(), Some(*net)),
@@ -236,97 +263,59 @@ pub async fn scope(
     };
     let cols = cols_template.replace("{index}", index);
     let sql = format!(
-        "{cols}{cond} AND ts >= $2 AND ts < $3 AND ($4 IS NULL OR org_id = $4) AND ($5 = $5) ORDER BY id"
+        "{cols}{cond} AND ts >= $2 AND ts < $3 AND ($4 IS NULL OR org_id = $4) AND ($5 = $5)"
     );
-    let mut rows = sqlx::query(&sql)
-        .bind(key)
-        .bind(from_micros.unwrap_or(i64::MIN))
-        .bind(to_micros.unwrap_or(i64::MAX))
-        .bind(only_org.map(|o| o.to_string()))
-        .bind(upper)
-        .fetch(&db.read);
-    let mut orgs: BTreeMap<String, OrgAcc> = BTreeMap::new();
-    let mut matched = 0u64;
-    while let Some(r) = rows.try_next().await? {
-        if let Some(net) = cidr {
-            let inside = r
-                .opt_str("ip")?
-                .and_then(|i| i.parse::<std::net::IpAddr>().ok())
-                .is_some_and(|i| net.contains(&i));
-            if !inside {
-                continue;
-            }
-        }
-        let Some(org) = r.opt_str("org_id")? else {
-            continue;
+    let from = from_micros.unwrap_or(i64::MIN);
+    let to = to_micros.unwrap_or(i64::MAX);
+    let org_param = only_org.map(|o| o.to_string());
+    let fold = if let Some(file) = db.sqlite_file.clone() {
+        // SQLite: straight from its row buffers on blocking threads (the
+        // async driver copies every column of every row into owned values).
+        let params = scan::Params {
+            key,
+            from,
+            to,
+            org: org_param,
+            upper,
         };
-        matched += 1;
-        let ts = r.int("ts")?;
-        let action = r.str("action")?;
-        let acc = orgs.entry(org).or_default();
-        if r.str("outcome")? != "success" {
-            acc.denied += 1;
-            continue;
-        }
-        acc.span.add(ts);
-        let bytes = r.opt_int("bytes")?.unwrap_or(0).max(0);
-        let node = r.opt_str("node_id")?;
-        let name = r.opt_str("object_name")?.unwrap_or_default();
-        let Some(project) = r.opt_str("project_id")? else {
-            acc.other
-                .entry(action.clone())
-                .or_insert_with(|| Touched {
-                    action: action.clone(),
-                    node_id: None,
-                    name: String::new(),
-                    span: Span::default(),
-                })
-                .span
-                .add(ts);
-            continue;
-        };
-        let p = acc.projects.entry(project).or_default();
-        p.span.add(ts);
-        if crate::detect::is_read(&action) {
-            let version = r.opt_str("version_id")?;
-            let key = (node.clone().unwrap_or_default(), version.clone());
-            let fr = p.reads.entry(key).or_insert_with(|| FileRead {
-                node_id: node.clone().unwrap_or_default(),
-                name: name.clone(),
-                version_id: version,
-                downloads: 0,
-                previews: 0,
-                bytes_served: 0,
-                span: Span::default(),
+        scan::fold_parallel(file, sql, params, cidr).await?
+    } else {
+        let mut fold = Fold::new(cidr);
+        let mut rows = sqlx::query(&sql)
+            .bind(key)
+            .bind(from)
+            .bind(to)
+            .bind(org_param)
+            .bind(upper)
+            .fetch(&db.read);
+        while let Some(r) = rows.try_next().await? {
+            let (org_id, project_id, node_id) = (
+                r.opt_str("org_id")?,
+                r.opt_str("project_id")?,
+                r.opt_str("node_id")?,
+            );
+            let (version_id, object_name, ip) = (
+                r.opt_str("version_id")?,
+                r.opt_str("object_name")?,
+                r.opt_str("ip")?,
+            );
+            let (action, outcome) = (r.str("action")?, r.str("outcome")?);
+            fold.add(&EventRow {
+                ts: r.int("ts")?,
+                org_id: org_id.as_deref(),
+                project_id: project_id.as_deref(),
+                node_id: node_id.as_deref(),
+                version_id: version_id.as_deref(),
+                object_name: object_name.as_deref(),
+                action: &action,
+                outcome: &outcome,
+                bytes: r.opt_int("bytes")?,
+                ip: ip.as_deref(),
             });
-            if action == "file.preview" {
-                fr.previews += 1;
-            } else {
-                fr.downloads += 1;
-            }
-            fr.bytes_served += bytes;
-            fr.span.add(ts);
-            p.bytes += bytes;
-            acc.bytes += bytes;
-        } else {
-            let target = if is_change(&action) {
-                &mut p.changed
-            } else {
-                &mut p.listed
-            };
-            target
-                .entry((action.clone(), node.clone()))
-                .or_insert_with(|| Touched {
-                    action: action.clone(),
-                    node_id: node.clone(),
-                    name: name.clone(),
-                    span: Span::default(),
-                })
-                .span
-                .add(ts);
         }
-    }
-    drop(rows);
+        fold
+    };
+    let (orgs, matched) = (fold.orgs, fold.matched);
     // Names of the organizations and projects in view.
     let org_rows = sqlx::query(
         "SELECT id, name FROM orgs WHERE is_platform = 0 AND ($1 IS NULL OR id = $1) ORDER BY name",
@@ -366,24 +355,21 @@ pub async fn scope(
             name: name.clone(),
         })
         .collect();
-    let affected = orgs
-        .into_iter()
+    let affected = sorted(orgs)
         .map(|(org_id, acc)| OrgScope {
             name: name_of(&org_id),
-            projects: acc
-                .projects
-                .into_iter()
+            projects: sorted(acc.projects)
                 .map(|(pid, p)| ProjectScope {
                     name: project_names.get(&pid).cloned().unwrap_or_default(),
                     project_id: pid,
-                    listed: p.listed.into_values().collect(),
-                    files_read: p.reads.into_values().collect(),
-                    changed: p.changed.into_values().collect(),
+                    listed: sorted_values(p.listed),
+                    files_read: sorted_values(p.reads),
+                    changed: sorted_values(p.changed),
                     bytes_served: p.bytes,
                     span: p.span,
                 })
                 .collect(),
-            other: acc.other.into_values().collect(),
+            other: sorted_values(acc.other),
             denied_attempts: acc.denied,
             bytes_served: acc.bytes,
             span: acc.span,
