@@ -101,6 +101,9 @@ pub fn scan(
         suspect: HashSet::new(),
         unchained_history: HashMap::new(),
     };
+    // Per chain, its verifier and the chained events read: one lookup per
+    // event, by the borrowed name.
+    let mut tallies: hashbrown::HashMap<String, (ChainVerifier, u64)> = Default::default();
     let verifier = |chain: &str| {
         let v = ChainVerifier::new(chain);
         match keep.get(chain) {
@@ -117,7 +120,8 @@ pub fn scan(
                 continue;
             }
             out.heads.insert(chain.clone(), (r.get(1)?, r.get(2)?));
-            out.chains.insert(chain.clone(), verifier(&chain));
+            let v = verifier(&chain);
+            tallies.insert(chain, (v, 0));
         }
     }
     // The tail's ids all follow the trail's (one counter, drained in order).
@@ -132,12 +136,9 @@ pub fn scan(
             }
             let id = required(int(r.get_ref(0)?)?)?;
             let chain_seq = int(r.get_ref(17)?)?;
-            if !out.chains.contains_key(chain) {
-                out.chains.insert(chain.to_string(), verifier(chain));
-            }
-            let Some(v) = out.chains.get_mut(chain) else {
-                continue;
-            };
+            let (v, events) = tallies
+                .entry_ref(chain)
+                .or_insert_with(|| (verifier(chain), 0));
             if chain_seq.is_none() {
                 if id <= history_until {
                     *out.unchained_history.entry(chain.to_string()).or_default() += 1;
@@ -146,12 +147,7 @@ pub fn scan(
                 }
                 continue;
             }
-            match out.events.get_mut(chain) {
-                Some(n) => *n += 1,
-                None => {
-                    out.events.insert(chain.to_string(), 1);
-                }
-            }
+            *events += 1;
             if v.is_broken() {
                 continue;
             }
@@ -180,6 +176,10 @@ pub fn scan(
                 out.suspect.insert(chain.to_string());
             }
         }
+    }
+    for (chain, (v, events)) in tallies {
+        out.events.insert(chain.clone(), events);
+        out.chains.insert(chain, v);
     }
     Ok(out)
 }
