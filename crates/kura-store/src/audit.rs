@@ -706,14 +706,30 @@ pub struct RecentEvents {
 }
 
 async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
-    settle(db).await?;
-    let rows =
-        sqlx::query("SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2")
-            .bind(id)
-            .bind(limit)
-            .bind(settled_before(db))
-            .fetch_all(&db.read)
-            .await?;
+    // On SQLite, committed events are in the trail or still in its tail,
+    // each in exactly one of them at any instant, so one statement (one
+    // snapshot) over both sees every event once. Followers poll often;
+    // draining the tail for each poll (`settle`) made every poll a write
+    // transaction with its own sync, competing with the appends.
+    let sql = match db.backend {
+        crate::db::Backend::Sqlite => {
+            let cols = crate::verify_scan::COLUMNS;
+            format!(
+                "SELECT * FROM (SELECT {cols} FROM audit_events WHERE id > $1 AND ts < $3 \
+                 UNION ALL SELECT {cols} FROM audit_tail WHERE id > $1 AND ts < $3) \
+                 ORDER BY id LIMIT $2"
+            )
+        }
+        crate::db::Backend::Postgres => {
+            "SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2".to_string()
+        }
+    };
+    let rows = sqlx::query(&sql)
+        .bind(id)
+        .bind(limit)
+        .bind(settled_before(db))
+        .fetch_all(&db.read)
+        .await?;
     rows.iter().map(crate::chain::Record::from_row).collect()
 }
 

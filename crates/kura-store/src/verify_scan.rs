@@ -43,7 +43,8 @@ impl From<rusqlite::Error> for Unusable {
     }
 }
 
-const COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
+/// Every column of an event, in the chain's order (both trail tables).
+pub(crate) const COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
 
 fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a str>, Unusable> {
     match v {
@@ -259,6 +260,45 @@ mod tests {
         assert_eq!((slow.events, slow.chains), (60, 4));
         assert!(slow.problems.is_empty());
         let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
+    }
+
+    #[tokio::test]
+    async fn followers_read_the_tail_without_draining_it() {
+        let (db, orgs) = trail("follow").await;
+        crate::audit::settle(&db).await.expect("settle");
+        let ctx = AuditCtx::cli();
+        let evs: Vec<AuditEvent> = (0..30)
+            .map(|i| {
+                AuditEvent::new("file.download", Outcome::Success)
+                    .project(orgs[i % 3], ProjectId::new())
+                    .name(format!("late-{i}.txt"))
+            })
+            .collect();
+        let items: Vec<(&AuditCtx, &AuditEvent)> = evs.iter().map(|e| (&ctx, e)).collect();
+        let mut tx = db.write.begin().await.expect("begin");
+        append_many(&mut tx, &items).await.expect("append");
+        tx.commit().await.expect("commit");
+        assert_eq!(count(&db, "audit_tail").await, 30);
+        let all = crate::audit::events_after(&db, 0, 1_000)
+            .await
+            .expect("follow");
+        let ids: Vec<i64> = all.iter().map(|r| r.id).collect();
+        assert_eq!(ids.len(), 90);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let names: Vec<&str> = all[60..]
+            .iter()
+            .filter_map(|r| r.object_name.as_deref())
+            .collect();
+        assert_eq!(names.first(), Some(&"late-0.txt"));
+        assert_eq!(names.len(), 30);
+        // Following wrote nothing: the late events are still in the tail.
+        assert_eq!(count(&db, "audit_tail").await, 30);
+        let after = crate::audit::events_after(&db, ids[59], 1_000)
+            .await
+            .expect("follow");
+        assert_eq!(after.len(), 30);
+        let _ =
+            std::fs::remove_dir_all(db.sqlite_file.clone().expect("file").parent().expect("dir"));
     }
 
     #[tokio::test]

@@ -95,20 +95,21 @@ pub async fn run(c: Config, cmd: IncidentCmd) -> Result<ExitCode> {
     }
     // JSON is written as it is serialized: a report over millions of events
     // can run to tens of megabytes.
-    let mut sink: Box<dyn Write> = match &out {
-        Some(p) => {
-            Box::new(std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?)
+    {
+        let file_or_stdout: Box<dyn Write> = match &out {
+            Some(p) => Box::new(
+                std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?,
+            ),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        let mut sink = std::io::BufWriter::with_capacity(1 << 20, file_or_stdout);
+        match format.as_str() {
+            "csv" => sink.write_all(report.to_csv().as_bytes())?,
+            "html" => sink.write_all(kura_server::web::scope_html(&report).as_bytes())?,
+            _ => serde_json::to_writer_pretty(&mut sink, &report)?,
         }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut sink = std::io::BufWriter::with_capacity(1 << 20, &mut sink);
-    match format.as_str() {
-        "csv" => sink.write_all(report.to_csv().as_bytes())?,
-        "html" => sink.write_all(kura_server::web::scope_html(&report).as_bytes())?,
-        _ => serde_json::to_writer_pretty(&mut sink, &report)?,
-    }
-    sink.flush()?;
-    drop(sink);
+        sink.flush()?;
+    } // the file is closed (and stdout unlocked) before the report is audited
     let ev = kura_store::AuditEvent::new("incident.scope", kura_store::Outcome::Success).detail(
         serde_json::json!({"subject": report.subject, "events": report.events_matched, "format": format}),
     );

@@ -23,6 +23,10 @@ fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a str>> {
     }
 }
 
+fn required<T>(v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| failed("a required column is empty"))
+}
+
 fn int(v: ValueRef<'_>) -> Result<Option<i64>> {
     match v {
         ValueRef::Null => Ok(None),
@@ -123,7 +127,8 @@ fn fold_slice(file: &Path, sql: &str, p: &Params, ids: (i64, i64), mut fold: Fol
     let conn = crate::verify_scan::open_reader(file).map_err(failed)?;
     // `+id`: the slice filters rows; it must not replace the index that the
     // query's own conditions chose (SQLite tests it on the index entry,
-    // before reading the row).
+    // before reading the row). The report's query ends with its WHERE
+    // clause (no ORDER BY or LIMIT), so the condition can be appended.
     let sql = format!("{sql} AND +id >= $6 AND +id <= $7");
     let mut stmt = conn.prepare(&sql).map_err(failed)?;
     let column = |name: &str| stmt.column_index(name).map_err(failed);
@@ -148,14 +153,14 @@ fn fold_slice(file: &Path, sql: &str, p: &Params, ids: (i64, i64), mut fold: Fol
     while let Some(r) = rows.next().map_err(failed)? {
         let get = |i: usize| r.get_ref(i).map_err(failed);
         fold.add(&EventRow {
-            ts: int(get(ts)?)?.unwrap_or_default(),
+            ts: required(int(get(ts)?)?)?,
             org_id: text(get(org_id)?)?,
             project_id: text(get(project_id)?)?,
             node_id: text(get(node_id)?)?,
             version_id: text(get(version_id)?)?,
             object_name: text(get(object_name)?)?,
-            action: text(get(action)?)?.unwrap_or_default(),
-            outcome: text(get(outcome)?)?.unwrap_or_default(),
+            action: required(text(get(action)?)?)?,
+            outcome: required(text(get(outcome)?)?)?,
             bytes: int(get(bytes)?)?,
             ip: text(get(ip)?)?,
         });
