@@ -9,7 +9,9 @@ use crate::error::{Result, StoreError};
 use ipnet::IpNet;
 use rusqlite::types::ValueRef;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("scope report: {e}"))
@@ -54,6 +56,9 @@ pub(super) async fn fold_parallel(
     params: Params,
     cidr: Option<IpNet>,
 ) -> Result<Fold> {
+    // A report may use every core: one at a time per process, the others
+    // wait their turn, so that reports cannot starve the requests.
+    let _turn = SCANS.acquire().await.map_err(failed)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let (file, sql, params) = (Arc::new(file), Arc::new(sql), Arc::new(params));
     let cuts = {
@@ -70,12 +75,16 @@ pub(super) async fn fold_parallel(
         lower = c;
     }
     bounds.push((lower, i64::MAX));
+    // Blocking threads outlive this future: if it is dropped (the client
+    // went away) or one slice fails, the others stop at their next check.
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
     let slices: Vec<_> = bounds
         .into_iter()
         .map(|ids| {
             let (file, sql, params) = (file.clone(), sql.clone(), params.clone());
+            let stop = stop.0.clone();
             tokio::task::spawn_blocking(move || {
-                fold_slice(&file, &sql, &params, ids, Fold::new(cidr))
+                fold_slice(&file, &sql, &params, ids, Fold::new(cidr), &stop)
             })
         })
         .collect();
@@ -84,6 +93,21 @@ pub(super) async fn fold_parallel(
         fold.merge(slice.await.map_err(failed)??);
     }
     Ok(fold)
+}
+
+/// Reports scanning at once, per process.
+static SCANS: Semaphore = Semaphore::const_new(1);
+
+/// Rows between two checks of the stop flag.
+const ROWS_PER_CHECK: u32 = 4096;
+
+/// Sets the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Ids that cut the events of the window [from, to) into `n` slices of about
@@ -123,7 +147,14 @@ fn cut_points(file: &Path, from: i64, to: i64, n: usize) -> Result<Vec<i64>> {
 
 /// Run the report's query over the ids in `ids` (inclusive) and fold every
 /// row into `fold`.
-fn fold_slice(file: &Path, sql: &str, p: &Params, ids: (i64, i64), mut fold: Fold) -> Result<Fold> {
+fn fold_slice(
+    file: &Path,
+    sql: &str,
+    p: &Params,
+    ids: (i64, i64),
+    mut fold: Fold,
+    stop: &AtomicBool,
+) -> Result<Fold> {
     let conn = crate::verify_scan::open_reader(file).map_err(failed)?;
     // `+id`: the slice filters rows; it must not replace the index that the
     // query's own conditions chose (SQLite tests it on the index entry,
@@ -150,7 +181,15 @@ fn fold_slice(file: &Path, sql: &str, p: &Params, ids: (i64, i64), mut fold: Fol
             "$6": ids.0, "$7": ids.1,
         })
         .map_err(failed)?;
+    let mut until_check = ROWS_PER_CHECK;
     while let Some(r) = rows.next().map_err(failed)? {
+        until_check -= 1;
+        if until_check == 0 {
+            if stop.load(Ordering::Relaxed) {
+                return Err(failed("stopped"));
+            }
+            until_check = ROWS_PER_CHECK;
+        }
         let get = |i: usize| r.get_ref(i).map_err(failed);
         fold.add(&EventRow {
             ts: required(int(get(ts)?)?)?,
@@ -213,8 +252,11 @@ mod tests {
             cuts[0] > 5_000 && cuts[0] < cuts[1] && cuts[1] < 35_000,
             "{cuts:?}"
         );
-        let one = fold_slice(&file, SQL, &params(), (i64::MIN, i64::MAX), Fold::new(None))
-            .expect("one pass");
+        let (go, stopped) = (AtomicBool::new(false), AtomicBool::new(true));
+        let whole = (i64::MIN, i64::MAX);
+        let one = fold_slice(&file, SQL, &params(), whole, Fold::new(None), &go).expect("one pass");
+        // A stopped slice gives up instead of reading to the end.
+        assert!(fold_slice(&file, SQL, &params(), whole, Fold::new(None), &stopped).is_err());
         let in_window: u64 = rusqlite::Connection::open(&file)
             .and_then(|c| {
                 c.query_row(
