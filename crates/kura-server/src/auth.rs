@@ -33,17 +33,25 @@ pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> String {
             .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .map(|s| s.trim())
-            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+            .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok())
         {
-            return ip.to_string();
+            return canonical_ip(ip);
         }
     }
     parts
         .extensions
         .get::<ConnectInfo<crate::tls::ClientAddr>>()
-        .map(|c| c.0 .0.ip().to_string())
+        .map(|c| canonical_ip(c.0 .0.ip()))
         .unwrap_or_default()
+}
+
+/// One text per address, as the trail, the scope report and the network
+/// policies compare them: an IPv4 client of a dual-stack listener
+/// (`::ffff:192.0.2.1`) is its IPv4 address, and a forwarded address is
+/// printed the standard way (lowercase, shortest form), whatever the proxy
+/// wrote.
+fn canonical_ip(ip: std::net::IpAddr) -> String {
+    ip.to_canonical().to_string()
 }
 
 fn base_ctx(parts: &Parts, state: &AppState) -> AuditCtx {
@@ -309,5 +317,21 @@ impl FromRequestParts<AppState> for Authed {
             ctx,
             policy: resolved.policy,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_have_one_text() {
+        for (given, stored) in [
+            ("::ffff:192.0.2.1", "192.0.2.1"),
+            ("192.0.2.1", "192.0.2.1"),
+            ("2001:DB8:0:0::1", "2001:db8::1"),
+            ("::1", "::1"),
+        ] {
+            let ip: std::net::IpAddr = given.parse().expect("address");
+            assert_eq!(super::canonical_ip(ip), stored);
+        }
     }
 }
