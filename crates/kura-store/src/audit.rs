@@ -374,8 +374,9 @@ static TAIL_PENDING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// milliseconds; bigger moves update each index leaf for more events.
 const DRAIN_CHUNK: i64 = 5000;
 
-/// The columns of a stored event, in table order (tail and trail alike).
-const EVENT_COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
+/// The columns of a stored event, in table order (tail and trail alike);
+/// `verify_scan` reads them by position.
+pub(crate) const EVENT_COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
 
 /// SQLite: move the oldest `DRAIN_CHUNK` events of the tail into the trail,
 /// in one transaction (the insert takes the write lock first, so both
@@ -713,10 +714,9 @@ async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Re
     // transaction with its own sync, competing with the appends.
     let sql = match db.backend {
         crate::db::Backend::Sqlite => {
-            let cols = crate::verify_scan::COLUMNS;
             format!(
-                "SELECT * FROM (SELECT {cols} FROM audit_events WHERE id > $1 AND ts < $3 \
-                 UNION ALL SELECT {cols} FROM audit_tail WHERE id > $1 AND ts < $3) \
+                "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM audit_events WHERE id > $1 AND ts < $3 \
+                 UNION ALL SELECT {EVENT_COLUMNS} FROM audit_tail WHERE id > $1 AND ts < $3) \
                  ORDER BY id LIMIT $2"
             )
         }

@@ -14,6 +14,7 @@
 //! "suspect" and verified again in position order by `chain::verify_db`,
 //! which then reports exactly what it finds.
 
+use crate::audit::EVENT_COLUMNS;
 use crate::chain::{ChainVerifier, RecordView, PLATFORM_CHAIN};
 use rusqlite::types::ValueRef;
 use std::collections::{HashMap, HashSet};
@@ -42,9 +43,6 @@ impl From<rusqlite::Error> for Unusable {
         Self(e.to_string())
     }
 }
-
-/// Every column of an event, in the chain's order (both trail tables).
-pub(crate) const COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
 
 fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a str>, Unusable> {
     match v {
@@ -127,7 +125,7 @@ pub fn scan(
     }
     // The tail's ids all follow the trail's (one counter, drained in order).
     for table in ["audit_events", "audit_tail"] {
-        let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM {table} ORDER BY id"))?;
+        let mut stmt = tx.prepare(&format!("SELECT {EVENT_COLUMNS} FROM {table} ORDER BY id"))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let org_id = text(r.get_ref(2)?)?;

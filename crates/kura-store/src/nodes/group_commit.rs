@@ -54,8 +54,10 @@ impl FileCommits {
     }
 }
 
-/// Commit one new file through the queue of `db`.
-pub(super) async fn new_file(
+/// Make an uploaded blob visible as a new file. Only after this commit does
+/// the file exist; on failure the caller deletes the blob. Concurrent
+/// uploads share one transaction and one sync, through the queue of `db`.
+pub async fn commit_new_file(
     db: &Db,
     g: &ProjectGrant<Write>,
     ctx: &AuditCtx,

@@ -22,7 +22,7 @@ mod group_commit;
 mod trash;
 mod versions;
 mod write;
-pub use group_commit::FileCommits;
+pub use group_commit::{commit_new_file, FileCommits};
 pub use trash::*;
 pub use versions::*;
 pub use write::*;

@@ -139,20 +139,6 @@ pub(super) async fn insert_version(
     Ok((id, number))
 }
 
-/// Make an uploaded blob visible as a new file. Only after this commit does
-/// the file exist; on failure the caller deletes the blob. Concurrent
-/// uploads share one transaction and one sync (see `group_commit`).
-pub async fn commit_new_file(
-    db: &Db,
-    g: &ProjectGrant<Write>,
-    ctx: &AuditCtx,
-    parent: NodeId,
-    name: &FileName,
-    blob: &BlobMeta,
-) -> Result<Node> {
-    super::group_commit::new_file(db, g, ctx, parent, name, blob).await
-}
-
 /// The new file's rows and audit event, inside the caller's transaction.
 pub(super) async fn insert_new_file(
     tx: &mut Transaction<'_, Any>,
