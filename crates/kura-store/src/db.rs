@@ -23,6 +23,9 @@ pub struct Db {
     /// The SQLite database file, for bulk readers that scan it directly
     /// (audit verification); None for PostgreSQL and in-memory databases.
     pub sqlite_file: Option<std::path::PathBuf>,
+    /// Read-only connections to that file for lookups on the request path
+    /// (see `point_read`); None where `sqlite_file` is.
+    pub point_reads: Option<std::sync::Arc<crate::point_read::LiteReaders>>,
     /// The newest audit events, shared by this process's followers of the trail.
     pub recent: std::sync::Arc<tokio::sync::Mutex<crate::audit::RecentEvents>>,
     /// Where uploads queue their commits to share a transaction.
@@ -113,11 +116,15 @@ impl Db {
                 .unwrap_or_default();
             let sqlite_file = (!path.is_empty() && !path.contains(":memory:"))
                 .then(|| std::path::PathBuf::from(path));
+            let point_reads = sqlite_file
+                .clone()
+                .map(|f| std::sync::Arc::new(crate::point_read::LiteReaders::new(f)));
             Ok(Self {
                 write,
                 read,
                 backend: Backend::Sqlite,
                 sqlite_file,
+                point_reads,
                 recent: Default::default(),
                 file_commits: Default::default(),
             })
@@ -132,6 +139,7 @@ impl Db {
                 read: pool,
                 backend: Backend::Postgres,
                 sqlite_file: None,
+                point_reads: None,
                 recent: Default::default(),
                 file_commits: Default::default(),
             })

@@ -27,6 +27,7 @@ pub mod org_policy;
 pub mod orgs;
 pub mod password_resets;
 pub mod platform;
+pub mod point_read;
 pub mod projects;
 pub mod sessions;
 pub mod settings;

@@ -145,9 +145,11 @@ impl OrgPolicy {
 }
 
 pub async fn get(db: &Db, org: OrgId) -> Result<OrgPolicy> {
-    let row = sqlx::query("SELECT policy FROM org_policies WHERE org_id = $1")
-        .bind(org.to_string())
-        .fetch_optional(&db.read)
+    let row = db
+        .fetch_point(
+            "SELECT policy FROM org_policies WHERE org_id = $1",
+            vec![org.to_string().into()],
+        )
         .await?;
     let json = row.map(|r| r.str("policy")).transpose()?;
     Ok(OrgPolicy::from_stored(json.as_deref()))

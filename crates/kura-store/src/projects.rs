@@ -93,10 +93,11 @@ pub async fn create(
 pub async fn facts(db: &Db, project: ProjectId, user: UserId) -> Result<Option<ProjectFacts>> {
     // A suspended organization's projects are closed to everyone, guests
     // from other organizations included (kill switch).
-    let row = sqlx::query("SELECT p.org_id, m.role FROM projects p JOIN orgs o ON o.id = p.org_id AND o.suspended = 0 LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2 WHERE p.id = $1")
-        .bind(project.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&db.read)
+    let row = db
+        .fetch_point(
+            "SELECT p.org_id, m.role FROM projects p JOIN orgs o ON o.id = p.org_id AND o.suspended = 0 LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2 WHERE p.id = $1",
+            vec![project.to_string().into(), user.to_string().into()],
+        )
         .await?;
     match row {
         None => Ok(None),

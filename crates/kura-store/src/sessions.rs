@@ -158,7 +158,7 @@ const ACCOUNT_JOIN: &str = "JOIN users u ON u.id = c.user_id JOIN orgs o ON o.id
 /// enabled and unlocked, its organization not suspended, and the client's
 /// address inside the organization's allowed networks.
 fn active_actor(
-    r: &sqlx::any::AnyRow,
+    r: &impl RowExt,
     credential: Credential,
     policy: &OrgPolicy,
     ip: &str,
@@ -218,13 +218,13 @@ pub async fn resolve_session(
     policy: SessionPolicy,
     ip: &str,
 ) -> Result<Result<Resolved, Rejected>> {
-    let row = sqlx::query(&format!(
+    let sql = format!(
         "SELECT c.id, c.user_id, c.csrf_digest, c.created_at, c.last_seen_at, c.absolute_expires_at, c.revoked_at, c.mfa_at, c.amr, c.contained_at, \
          {ACCOUNT_COLS} FROM sessions c {ACCOUNT_JOIN} WHERE c.token_digest = $1"
-    ))
-    .bind(token_digest(token))
-    .fetch_optional(&db.read)
-    .await?;
+    );
+    let row = db
+        .fetch_point(&sql, vec![token_digest(token).into()])
+        .await?;
     let Some(r) = row else {
         return Ok(Err(Rejected::Unknown));
     };
@@ -594,13 +594,13 @@ pub async fn revoke_token(db: &Db, ctx: &AuditCtx, actor: &Actor, id: TokenId) -
 }
 
 pub async fn resolve_token(db: &Db, secret: &str, ip: &str) -> Result<Result<Resolved, Rejected>> {
-    let row = sqlx::query(&format!(
+    let sql = format!(
         "SELECT c.id, c.user_id, c.read_only, c.expires_at, c.revoked_at, c.last_used_at, c.mfa, \
          {ACCOUNT_COLS} FROM api_tokens c {ACCOUNT_JOIN} WHERE c.token_digest = $1"
-    ))
-    .bind(token_digest(secret))
-    .fetch_optional(&db.read)
-    .await?;
+    );
+    let row = db
+        .fetch_point(&sql, vec![token_digest(secret).into()])
+        .await?;
     let Some(r) = row else {
         return Ok(Err(Rejected::Unknown));
     };

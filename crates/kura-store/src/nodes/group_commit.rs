@@ -86,23 +86,41 @@ pub async fn commit_new_file(
 }
 
 /// One transaction for the whole group; per upload a savepoint, so that one
-/// refusal leaves no trace and does not undo the others.
+/// refusal leaves no trace and does not undo the others (a group of one
+/// needs none: its refusal rolls back the transaction). The audit events of
+/// the uploads that went in are appended together at the end, so each
+/// upload costs its own rows and no more statements.
 async fn commit_group(db: &Db, group: &[NewFile]) -> Result<Vec<Result<Node>>> {
     let mut tx = db.write.begin().await?;
+    let alone = group.len() == 1;
     let mut out = Vec::with_capacity(group.len());
+    let mut events = Vec::with_capacity(group.len());
     for j in group {
-        sqlx::query("SAVEPOINT new_file").execute(&mut *tx).await?;
-        let r = insert_new_file(&mut tx, &j.g, &j.ctx, j.parent, &j.name, &j.blob).await;
-        if r.is_err() {
-            sqlx::query("ROLLBACK TO SAVEPOINT new_file")
+        if !alone {
+            sqlx::query("SAVEPOINT new_file").execute(&mut *tx).await?;
+        }
+        let r = insert_new_file(&mut tx, &j.g, j.parent, &j.name, &j.blob).await;
+        if !alone {
+            if r.is_err() {
+                sqlx::query("ROLLBACK TO SAVEPOINT new_file")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("RELEASE SAVEPOINT new_file")
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("RELEASE SAVEPOINT new_file")
-            .execute(&mut *tx)
-            .await?;
-        out.push(r);
+        out.push(r.map(|(node, ev)| {
+            events.push((&j.ctx, ev));
+            node
+        }));
     }
+    if events.is_empty() {
+        tx.rollback().await?;
+        return Ok(out);
+    }
+    let items: Vec<(&AuditCtx, &AuditEvent)> = events.iter().map(|(c, e)| (*c, e)).collect();
+    audit::append_many(&mut tx, &items).await?;
     tx.commit().await?;
     Ok(out)
 }

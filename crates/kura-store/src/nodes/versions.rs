@@ -19,7 +19,7 @@ pub struct Version {
     pub blob: BlobMeta,
 }
 
-fn version_from_row(r: &AnyRow) -> Result<Version> {
+fn version_from_row(r: &impl RowExt) -> Result<Version> {
     Ok(Version {
         id: r.id("id")?,
         node_id: r.id("node_id")?,
@@ -64,7 +64,7 @@ pub async fn version<P: ProjectPermission>(
     version: Option<VersionId>,
 ) -> Result<(Node, Version)> {
     // One query for the file, the version and its blob: this is every download's path.
-    let row = sqlx::query(
+    let row = db.fetch_point(
         "SELECT n.id AS n_id, n.parent_id AS n_parent_id, n.name AS n_name, n.size AS n_size, n.current_version_id AS n_cur, \
          n.created_at AS n_created_at, n.created_by AS n_created_by, n.modified_at AS n_modified_at, n.modified_by AS n_modified_by, \
          v.id, v.node_id, v.number, v.size, v.created_at, v.created_by, v.blob_id, b.size AS blob_size, b.sha256, b.wrapped_key, b.nonce_prefix, \
@@ -72,11 +72,12 @@ pub async fn version<P: ProjectPermission>(
          FROM nodes n JOIN file_versions v ON v.node_id = n.id AND v.id = COALESCE($3, n.current_version_id) \
          JOIN blobs b ON b.id = v.blob_id LEFT JOIN users u ON u.id = v.created_by \
          WHERE n.id = $1 AND n.project_id = $2 AND n.trashed_at IS NULL AND n.is_file = 1",
+        vec![
+            file.to_string().into(),
+            g.project_id().to_string().into(),
+            version.map(|v| v.to_string()).into(),
+        ],
     )
-    .bind(file.to_string())
-    .bind(g.project_id().to_string())
-    .bind(version.map(|v| v.to_string()))
-    .fetch_optional(&db.read)
     .await?
     .ok_or(StoreError::NotFound)?;
     let node = Node {

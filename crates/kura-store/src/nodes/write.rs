@@ -143,13 +143,14 @@ pub(super) async fn insert_version(
 pub(super) async fn insert_new_file(
     tx: &mut Transaction<'_, Any>,
     g: &ProjectGrant<Write>,
-    ctx: &AuditCtx,
     parent: NodeId,
     name: &FileName,
     blob: &BlobMeta,
-) -> Result<Node> {
+) -> Result<(Node, AuditEvent)> {
     // Few statements on purpose: this is every upload's commit, serialized on
-    // the single SQLite writer.
+    // the single SQLite writer. The audit event is returned, not appended:
+    // the group commit appends all of its events at once, in the same
+    // transaction.
     charge_quota(tx, g.org_id(), blob.size as i64).await?;
     insert_blob(tx, g.org_id(), blob).await?;
     let id = NodeId::new();
@@ -196,8 +197,7 @@ pub(super) async fn insert_new_file(
         .name(name.as_str())
         .bytes(blob.size)
         .detail(serde_json::json!({"sha256": blob.sha256}));
-    audit::append(tx, ctx, &ev).await?;
-    Ok(Node {
+    let node = Node {
         id,
         project_id: g.project_id(),
         parent_id: Some(parent),
@@ -211,7 +211,8 @@ pub(super) async fn insert_new_file(
         modified_by: user,
         modified_by_name: None,
         trashed_at: None,
-    })
+    };
+    Ok((node, ev))
 }
 
 /// What an upload needs to know before it reads the body, in one query:
@@ -228,18 +229,19 @@ pub async fn upload_target(
     folder: NodeId,
     name: &FileName,
 ) -> Result<UploadTarget> {
-    let r = sqlx::query(
+    let r = db.fetch_point(
         "SELECT p.is_file AS parent_is_file, \
          (SELECT e.id FROM nodes e WHERE e.parent_id = p.id AND e.name = $3 AND e.trashed_at IS NULL) AS existing_id, \
          (SELECT e.is_file FROM nodes e WHERE e.parent_id = p.id AND e.name = $3 AND e.trashed_at IS NULL) AS existing_is_file, \
          (SELECT o.quota_bytes - o.used_bytes FROM orgs o WHERE o.id = $4) AS remaining \
          FROM nodes p WHERE p.id = $1 AND p.project_id = $2 AND p.trashed_at IS NULL",
+        vec![
+            folder.to_string().into(),
+            g.project_id().to_string().into(),
+            name.as_str().to_string().into(),
+            g.org_id().to_string().into(),
+        ],
     )
-    .bind(folder.to_string())
-    .bind(g.project_id().to_string())
-    .bind(name.as_str())
-    .bind(g.org_id().to_string())
-    .fetch_optional(&db.read)
     .await?
     .ok_or(StoreError::NotFound)?;
     if r.flag("parent_is_file")? {

@@ -1,0 +1,348 @@
+//! Point reads that stay on the calling thread (SQLite).
+//!
+//! sqlx runs every SQLite connection on a thread of its own, so each query is
+//! two hand-offs between threads. An authenticated download made four such
+//! queries, and on a two-core machine the wake-ups cost more than the queries
+//! themselves (bench/RESULTS.md, run 8). The lookups by key on every
+//! request's path (credential, project facts, file and version) therefore run
+//! on a small pool of read-only rusqlite connections, on the caller's thread:
+//! each is a few B-tree probes in SQLite's page cache, microseconds. In WAL
+//! mode a reader never waits for the writer. PostgreSQL, and SQLite in
+//! memory (one connection only), go through sqlx as before.
+
+use crate::db::{Db, RowExt};
+use crate::error::{Result, StoreError};
+use rusqlite::types::Value;
+use sqlx::any::AnyRow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// A bound parameter: `$1` is the first of the list, `$2` the second, …
+#[derive(Clone, Debug)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+    Null,
+}
+
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Param::Null, Param::Text)
+    }
+}
+
+/// One row read by [`Db::fetch_point`], whichever way it was read.
+pub enum PointRow {
+    Any(AnyRow),
+    Lite(LiteRow),
+}
+
+/// A row copied out of SQLite: column names and values.
+pub struct LiteRow {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl LiteRow {
+    fn get(&self, col: &str) -> Result<&Value> {
+        self.names
+            .iter()
+            .position(|n| n == col)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| StoreError::Internal(format!("no column {col} in the row")))
+    }
+}
+
+fn wrong_type(col: &str) -> StoreError {
+    StoreError::Internal(format!("column {col} holds another type"))
+}
+
+impl RowExt for LiteRow {
+    fn str(&self, col: &str) -> Result<String> {
+        self.opt_str(col)?.ok_or_else(|| wrong_type(col))
+    }
+    fn opt_str(&self, col: &str) -> Result<Option<String>> {
+        match self.get(col)? {
+            Value::Text(s) => Ok(Some(s.clone())),
+            Value::Null => Ok(None),
+            _ => Err(wrong_type(col)),
+        }
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        self.opt_int(col)?.ok_or_else(|| wrong_type(col))
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        match self.get(col)? {
+            Value::Integer(i) => Ok(Some(*i)),
+            Value::Null => Ok(None),
+            _ => Err(wrong_type(col)),
+        }
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.int(col)? != 0)
+    }
+    fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+        match self.get(col)? {
+            Value::Blob(b) => Ok(b.clone()),
+            _ => Err(wrong_type(col)),
+        }
+    }
+    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
+        self.str(col)?
+            .parse()
+            .map_err(|_| StoreError::Internal(format!("column {col} holds a malformed id")))
+    }
+    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
+        match self.opt_str(col)? {
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| StoreError::Internal(format!("column {col} holds a malformed id"))),
+            None => Ok(None),
+        }
+    }
+}
+
+impl RowExt for PointRow {
+    fn str(&self, col: &str) -> Result<String> {
+        match self {
+            PointRow::Any(r) => r.str(col),
+            PointRow::Lite(r) => r.str(col),
+        }
+    }
+    fn opt_str(&self, col: &str) -> Result<Option<String>> {
+        match self {
+            PointRow::Any(r) => r.opt_str(col),
+            PointRow::Lite(r) => r.opt_str(col),
+        }
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        match self {
+            PointRow::Any(r) => r.int(col),
+            PointRow::Lite(r) => r.int(col),
+        }
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        match self {
+            PointRow::Any(r) => r.opt_int(col),
+            PointRow::Lite(r) => r.opt_int(col),
+        }
+    }
+    fn flag(&self, col: &str) -> Result<bool> {
+        match self {
+            PointRow::Any(r) => r.flag(col),
+            PointRow::Lite(r) => r.flag(col),
+        }
+    }
+    fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+        match self {
+            PointRow::Any(r) => r.bytes(col),
+            PointRow::Lite(r) => r.bytes(col),
+        }
+    }
+    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
+        match self {
+            PointRow::Any(r) => r.id(col),
+            PointRow::Lite(r) => r.id(col),
+        }
+    }
+    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
+        match self {
+            PointRow::Any(r) => r.opt_id(col),
+            PointRow::Lite(r) => r.opt_id(col),
+        }
+    }
+}
+
+/// Idle read-only connections to one SQLite file, opened on demand.
+pub struct LiteReaders {
+    file: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// More idle connections than threads that can ask at once are never used.
+const MAX_IDLE: usize = 8;
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Internal(format!("database error: {e}"))
+}
+
+impl LiteReaders {
+    pub fn new(file: PathBuf) -> Self {
+        Self {
+            file,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "cache_size", -8192)?;
+        Ok(conn)
+    }
+
+    /// The first row of `sql` with `params` bound as `$1`, `$2`, …
+    pub fn fetch_optional(&self, sql: &str, params: &[Param]) -> Result<Option<LiteRow>> {
+        let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match taken {
+            Some(c) => c,
+            None => self.open().map_err(db_error)?,
+        };
+        let row = Self::query(&conn, sql, params);
+        // A connection that failed is dropped rather than reused.
+        if row.is_ok() {
+            if let Ok(mut idle) = self.idle.lock() {
+                if idle.len() < MAX_IDLE {
+                    idle.push(conn);
+                }
+            }
+        }
+        row.map_err(db_error)
+    }
+
+    fn query(
+        conn: &rusqlite::Connection,
+        sql: &str,
+        params: &[Param],
+    ) -> rusqlite::Result<Option<LiteRow>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        // Bound by name: SQLite numbers `$N` parameters in order of first
+        // appearance, which need not be N.
+        for (i, p) in params.iter().enumerate() {
+            let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? else {
+                continue; // a parameter the statement does not use
+            };
+            match p {
+                Param::Text(s) => stmt.raw_bind_parameter(at, s.as_str())?,
+                Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
+                Param::Null => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
+            }
+        }
+        let names: Arc<[String]> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let mut rows = stmt.raw_query();
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let values = (0..names.len())
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some(LiteRow { names, values }))
+    }
+}
+
+impl Db {
+    /// The first row of a lookup by key on the request path, with `params`
+    /// bound as `$1`, `$2`, …; on the calling thread where the database is a
+    /// SQLite file (see the module documentation).
+    pub async fn fetch_point(&self, sql: &str, params: Vec<Param>) -> Result<Option<PointRow>> {
+        if let Some(lite) = &self.point_reads {
+            return Ok(lite.fetch_optional(sql, &params)?.map(PointRow::Lite));
+        }
+        let mut q = sqlx::query(sql);
+        for p in params {
+            q = match p {
+                Param::Text(s) => q.bind(s),
+                Param::Int(v) => q.bind(v),
+                Param::Null => q.bind(None::<String>),
+            };
+        }
+        Ok(q.fetch_optional(&self.read).await?.map(PointRow::Any))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn binds_by_number_and_reads_each_type_like_sqlx() {
+        let dir = std::env::temp_dir().join(format!("kura-point-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        assert!(db.point_reads.is_some());
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, n BIGINT, o TEXT, b BLOB)")
+            .execute(&db.write)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES ('a', 7, NULL, x'0102'), ('b', 0, 'x', x'')")
+            .execute(&db.write)
+            .await
+            .unwrap();
+        // `$2` appears before `$1`: each is still bound to its own value.
+        let sql = "SELECT k, n, o, b FROM t WHERE n = $2 AND k = $1";
+        let row = db
+            .fetch_point(sql, vec!["a".to_string().into(), 7i64.into()])
+            .await
+            .unwrap()
+            .expect("row");
+        assert_eq!(row.str("k").unwrap(), "a");
+        assert_eq!(row.int("n").unwrap(), 7);
+        assert!(row.flag("n").unwrap());
+        assert_eq!(row.opt_str("o").unwrap(), None);
+        assert_eq!(row.bytes("b").unwrap(), vec![1, 2]);
+        assert!(row.int("k").is_err(), "a text is not an integer");
+        assert!(row.str("missing").is_err());
+        // The same statement through sqlx gives the same answers.
+        let any = sqlx::query(sql)
+            .bind("a")
+            .bind(7i64)
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(any.str("k").unwrap(), row.str("k").unwrap());
+        assert_eq!(any.opt_str("o").unwrap(), row.opt_str("o").unwrap());
+        // No row, a NULL parameter, and a write made after the first read is seen.
+        let none = db
+            .fetch_point(sql, vec!["a".to_string().into(), 8i64.into()])
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        let null = db
+            .fetch_point(
+                "SELECT k FROM t WHERE o IS $1 OR o = $1",
+                vec![Param::from(None::<String>)],
+            )
+            .await
+            .unwrap()
+            .expect("row with o NULL");
+        assert_eq!(null.str("k").unwrap(), "a");
+        sqlx::query("UPDATE t SET n = 8 WHERE k = 'a'")
+            .execute(&db.write)
+            .await
+            .unwrap();
+        let seen = db
+            .fetch_point(sql, vec!["a".to_string().into(), 8i64.into()])
+            .await
+            .unwrap();
+        assert!(
+            seen.is_some(),
+            "a committed write is visible to the next read"
+        );
+        // A read-only connection refuses writes.
+        assert!(db
+            .fetch_point("DELETE FROM t RETURNING k", vec![])
+            .await
+            .is_err());
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
