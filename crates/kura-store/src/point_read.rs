@@ -198,30 +198,46 @@ impl LiteReaders {
         Ok(conn)
     }
 
-    /// The first row of `sql` with `params` bound as `$1`, `$2`, …
-    pub fn fetch_optional(&self, sql: &str, params: &[Param]) -> Result<Option<LiteRow>> {
+    /// Run `f` on an idle connection (or a new one), then keep it for the
+    /// next caller unless `f` failed.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match taken {
             Some(c) => c,
             None => self.open().map_err(db_error)?,
         };
-        let row = Self::query(&conn, sql, params);
+        let out = f(&conn);
         // A connection that failed is dropped rather than reused.
-        if row.is_ok() {
+        if out.is_ok() {
             if let Ok(mut idle) = self.idle.lock() {
                 if idle.len() < MAX_IDLE {
                     idle.push(conn);
                 }
             }
         }
-        row.map_err(db_error)
+        out.map_err(db_error)
+    }
+
+    /// The first row of `sql` with `params` bound as `$1`, `$2`, …
+    pub fn fetch_optional(&self, sql: &str, params: &[Param]) -> Result<Option<LiteRow>> {
+        self.with_conn(|conn| Ok(Self::query(conn, sql, params, 1)?.pop()))
+    }
+
+    /// Every row of `sql` (at most `max`). Many rows take a while: call it on
+    /// a blocking thread.
+    pub fn fetch_all(&self, sql: &str, params: &[Param], max: usize) -> Result<Vec<LiteRow>> {
+        self.with_conn(|conn| Self::query(conn, sql, params, max))
     }
 
     fn query(
         conn: &rusqlite::Connection,
         sql: &str,
         params: &[Param],
-    ) -> rusqlite::Result<Option<LiteRow>> {
+        max: usize,
+    ) -> rusqlite::Result<Vec<LiteRow>> {
         let mut stmt = conn.prepare_cached(sql)?;
         // Bound by name: SQLite numbers `$N` parameters in order of first
         // appearance, which need not be N.
@@ -237,13 +253,20 @@ impl LiteReaders {
         }
         let names: Arc<[String]> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let mut rows = stmt.raw_query();
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
-        let values = (0..names.len())
-            .map(|i| row.get::<_, Value>(i))
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Some(LiteRow { names, values }))
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(row) = rows.next()? else {
+                break;
+            };
+            let values = (0..names.len())
+                .map(|i| row.get::<_, Value>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            out.push(LiteRow {
+                names: names.clone(),
+                values,
+            });
+        }
+        Ok(out)
     }
 }
 

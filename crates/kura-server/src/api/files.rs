@@ -1,7 +1,7 @@
 //! Folders, files, trash and versions (metadata operations; bytes move in
 //! `transfer`).
 
-use super::{json_ok, op, Api, ApiJson, ApiPath, ApiQuery};
+use super::{json_ok, json_ok_sized, op, Api, ApiJson, ApiPath, ApiQuery};
 use crate::auth::Authed;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -157,7 +157,8 @@ async fn list_children(
             .detail(json!({"count": page.items.len()})),
     )
     .await?;
-    json_ok(StatusCode::OK, &page)
+    // About 500 bytes an entry (ids, names, two times).
+    json_ok_sized(StatusCode::OK, &page, 256 + page.items.len() * 640)
 }
 
 #[derive(Deserialize)]

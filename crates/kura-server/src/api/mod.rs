@@ -226,6 +226,27 @@ pub fn json_ok<T: Serialize>(status: StatusCode, body: &T) -> ApiResult<Response
     Ok((status, axum::Json(body)).into_response())
 }
 
+/// `json_ok` for a large body whose size is known roughly in advance: the
+/// buffer is allocated once instead of doubling its way up (a 5 MB listing
+/// spent a fifth of its time in regrowing and faulting in memory).
+pub fn json_ok_sized<T: Serialize>(
+    status: StatusCode,
+    body: &T,
+    capacity: usize,
+) -> ApiResult<Response> {
+    let mut buf = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut buf, body).map_err(|_| ApiError::internal())?;
+    Ok((
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        buf,
+    )
+        .into_response())
+}
+
 pub fn rfc3339(micros: i64) -> String {
     kura_store::time::rfc3339(micros)
 }

@@ -15,7 +15,6 @@ use kura_core::{
     BlobId, FileName, NodeId, ProjectGrant, ProjectId, ProjectPermission, UserId, VersionId,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 mod group_commit;
@@ -55,7 +54,7 @@ impl Node {
 
 const NODE_COLS: &str = "n.id, n.project_id, n.parent_id, n.is_file, n.name, n.size, n.current_version_id, n.created_at, n.created_by, n.modified_at, n.modified_by, n.trashed_at, u.display_name AS modified_by_name";
 
-pub(super) fn node_from_row(r: &AnyRow) -> Result<Node> {
+pub(super) fn node_from_row(r: &impl RowExt) -> Result<Node> {
     Ok(Node {
         id: r.id("id")?,
         project_id: r.id("project_id")?,
@@ -226,41 +225,46 @@ pub async fn list_children(
         ),
         None => None,
     };
-    let mut sql = format!("SELECT {NODE_COLS}, ROW_NUMBER() OVER (ORDER BY n.is_file ASC, {col} {dir}, n.id {dir}) AS rn FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE n.parent_id = $1 AND n.project_id = $2 AND n.trashed_at IS NULL");
+    let mut filter =
+        String::from("n.parent_id = $1 AND n.project_id = $2 AND n.trashed_at IS NULL");
     if cur.is_some() {
-        sql.push_str(&format!(
+        filter.push_str(&format!(
             " AND (n.is_file > $3 OR (n.is_file = $3 AND ({col} {cmp} $4 OR ({col} = $4 AND n.id {cmp} $5))))"
         ));
     }
-    sql.push_str(&format!(
-        " ORDER BY n.is_file ASC, {col} {dir}, n.id {dir} LIMIT {}",
-        limit + 1
-    ));
-    // Large folders: the rows come back as one JSON document, because
-    // handing thousands of rows one by one from the database thread costs
-    // far more than building and parsing the document.
-    let row_json = "s.id, s.project_id, s.parent_id, s.is_file, s.name, s.size, s.current_version_id, s.created_at, s.created_by, s.modified_at, s.modified_by, s.trashed_at, s.modified_by_name, s.rn";
-    let sql = match db.backend {
-        crate::db::Backend::Sqlite => {
-            format!("SELECT json_group_array(json_array({row_json})) AS j FROM ({sql}) s")
+    let terms = format!("n.is_file ASC, {col} {dir}, n.id {dir}");
+    let order = format!("ORDER BY {terms} LIMIT {}", limit + 1);
+    let mut items = match &db.point_reads {
+        // SQLite file: the rows straight from SQLite, in order, on a
+        // blocking thread (no JSON document to build and parse).
+        Some(lite) => {
+            let mut params: Vec<crate::point_read::Param> =
+                vec![folder.to_string().into(), g.project_id().to_string().into()];
+            if let Some(c) = &cur {
+                params.push(c.f.into());
+                params.push(match sort {
+                    SortKey::Name => c.s.clone().unwrap_or_default().into(),
+                    _ => c.i.unwrap_or_default().into(),
+                });
+                params.push(c.id.clone().into());
+            }
+            let sql = format!("SELECT {NODE_COLS} FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE {filter} {order}");
+            let lite = lite.clone();
+            let max = (limit + 1) as usize;
+            tokio::task::spawn_blocking(move || -> Result<Vec<Node>> {
+                lite.fetch_all(&sql, &params, max)?
+                    .iter()
+                    .map(node_from_row)
+                    .collect()
+            })
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))??
         }
-        crate::db::Backend::Postgres => {
-            format!("SELECT json_agg(json_build_array({row_json}))::text AS j FROM ({sql}) s")
+        None => {
+            let sql = format!("SELECT {NODE_COLS}, ROW_NUMBER() OVER (ORDER BY {terms}) AS rn FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE {filter} {order}");
+            list_as_json(db, &sql, sort, folder, g.project_id(), cur.as_ref()).await?
         }
     };
-    let mut q = sqlx::query(&sql)
-        .bind(folder.to_string())
-        .bind(g.project_id().to_string());
-    if let Some(c) = &cur {
-        q = q.bind(c.f);
-        q = match sort {
-            SortKey::Name => q.bind(c.s.clone().unwrap_or_default()),
-            _ => q.bind(c.i.unwrap_or_default()),
-        };
-        q = q.bind(c.id.clone());
-    }
-    let row = q.fetch_one(&db.read).await?;
-    let mut items = nodes_from_json(row.opt_str("j")?.as_deref().unwrap_or("[]"))?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|n| {
@@ -280,6 +284,41 @@ pub async fn list_children(
         None
     };
     Ok(Page { items, next_cursor })
+}
+
+/// PostgreSQL (and SQLite in memory): the page of `sql` as one JSON
+/// document, because handing thousands of rows one by one from the database
+/// costs far more than building and parsing the document.
+async fn list_as_json(
+    db: &Db,
+    sql: &str,
+    sort: SortKey,
+    folder: NodeId,
+    project: ProjectId,
+    cur: Option<&Cursor>,
+) -> Result<Vec<Node>> {
+    let row_json = "s.id, s.project_id, s.parent_id, s.is_file, s.name, s.size, s.current_version_id, s.created_at, s.created_by, s.modified_at, s.modified_by, s.trashed_at, s.modified_by_name, s.rn";
+    let sql = match db.backend {
+        crate::db::Backend::Sqlite => {
+            format!("SELECT json_group_array(json_array({row_json})) AS j FROM ({sql}) s")
+        }
+        crate::db::Backend::Postgres => {
+            format!("SELECT json_agg(json_build_array({row_json}))::text AS j FROM ({sql}) s")
+        }
+    };
+    let mut q = sqlx::query(&sql)
+        .bind(folder.to_string())
+        .bind(project.to_string());
+    if let Some(c) = cur {
+        q = q.bind(c.f);
+        q = match sort {
+            SortKey::Name => q.bind(c.s.clone().unwrap_or_default()),
+            _ => q.bind(c.i.unwrap_or_default()),
+        };
+        q = q.bind(c.id.clone());
+    }
+    let row = q.fetch_one(&db.read).await?;
+    nodes_from_json(row.opt_str("j")?.as_deref().unwrap_or("[]"))
 }
 
 /// The folders from the root down to `id` (for breadcrumbs).
