@@ -222,6 +222,21 @@ impl AuditSink {
 }
 
 async fn write_batch(db: &Db, batch: &[Pending]) -> Result<()> {
+    if let Some(writer) = db.tail_writer.clone() {
+        // Held, not used: no sqlx write runs while the batch is written.
+        let _one_writer = db.write.acquire().await?;
+        let ts = now_micros();
+        let recs: Vec<crate::chain::Record> =
+            batch.iter().map(|(c, e, _)| record_of(c, e, ts)).collect();
+        let n = recs.len() as u64;
+        tokio::task::spawn_blocking(move || writer.append(recs))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))??;
+        APPENDED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        TAIL_PENDING.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(());
+    }
     let mut tx = db.write.begin().await?;
     let items: Vec<(&AuditCtx, &AuditEvent)> = batch.iter().map(|(c, e, _)| (c, e)).collect();
     append_many(&mut tx, &items).await?;
@@ -248,38 +263,8 @@ pub async fn append_many(
         .iter()
         .map(|(ctx, ev)| record_of(ctx, ev, ts))
         .collect();
-    // Positions per chain, in the order the events came.
-    let mut chains: Vec<(String, i64)> = Vec::new();
-    for r in &recs {
-        match chains.iter_mut().find(|(c, _)| c == r.chain()) {
-            Some((_, n)) => *n += 1,
-            None => chains.push((r.chain().to_string(), 1)),
-        }
-    }
-    let mut heads: std::collections::HashMap<String, (i64, [u8; 64])> =
-        std::collections::HashMap::with_capacity(chains.len());
-    for (chain, (first, prev)) in crate::chain::advance_many(tx, &chains).await? {
-        let mut p = [0u8; 64];
-        if prev.len() != 64 {
-            return Err(StoreError::Internal(format!(
-                "audit chain {chain}: bad head hash"
-            )));
-        }
-        p.copy_from_slice(prev.as_bytes());
-        heads.insert(chain, (first, p));
-    }
-    let mut buf = Vec::with_capacity(1024);
-    for r in recs.iter_mut() {
-        let head = heads
-            .get_mut(r.chain())
-            .ok_or_else(|| StoreError::Internal("audit chain head".into()))?;
-        let seq = head.0;
-        let hash = r.expected_hash_into(&head.1, seq, &mut buf);
-        head.0 += 1;
-        head.1 = hash;
-        r.chain_seq = Some(seq);
-        r.chain_hash = Some(String::from_utf8_lossy(&hash).into_owned());
-    }
+    let reserved = crate::chain::advance_many(tx, &chain_counts(&recs)).await?;
+    let heads = link(&mut recs, reserved)?;
     let sqlite = tx.backend_name() == "SQLite";
     if sqlite {
         // The tail has no id counter of its own: reserve ids from the
@@ -359,10 +344,59 @@ pub async fn append_many(
     }
     let hashes: Vec<(&str, String)> = heads
         .iter()
-        .map(|(chain, (_, hash))| (chain.as_str(), String::from_utf8_lossy(hash).into_owned()))
+        .map(|(chain, hash)| (chain.as_str(), hash.clone()))
         .collect();
     crate::chain::set_head_hashes(tx, &hashes).await?;
     Ok(())
+}
+
+/// How many of `recs` each chain gets, chains in the order they first come.
+pub(crate) fn chain_counts(recs: &[crate::chain::Record]) -> Vec<(String, i64)> {
+    let mut chains: Vec<(String, i64)> = Vec::new();
+    for r in recs {
+        match chains.iter_mut().find(|(c, _)| c == r.chain()) {
+            Some((_, n)) => *n += 1,
+            None => chains.push((r.chain().to_string(), 1)),
+        }
+    }
+    chains
+}
+
+/// Give each record its position and hash in its chain, in order, from
+/// `reserved` (per chain: the first position reserved and the hash before
+/// it). Returns each chain's new head hash.
+pub(crate) fn link(
+    recs: &mut [crate::chain::Record],
+    reserved: std::collections::HashMap<String, (i64, String)>,
+) -> Result<Vec<(String, String)>> {
+    let mut heads: std::collections::HashMap<String, (i64, [u8; 64])> =
+        std::collections::HashMap::with_capacity(reserved.len());
+    for (chain, (first, prev)) in reserved {
+        let mut p = [0u8; 64];
+        if prev.len() != 64 {
+            return Err(StoreError::Internal(format!(
+                "audit chain {chain}: bad head hash"
+            )));
+        }
+        p.copy_from_slice(prev.as_bytes());
+        heads.insert(chain, (first, p));
+    }
+    let mut buf = Vec::with_capacity(1024);
+    for r in recs.iter_mut() {
+        let head = heads
+            .get_mut(r.chain())
+            .ok_or_else(|| StoreError::Internal("audit chain head".into()))?;
+        let seq = head.0;
+        let hash = r.expected_hash_into(&head.1, seq, &mut buf);
+        head.0 += 1;
+        head.1 = hash;
+        r.chain_seq = Some(seq);
+        r.chain_hash = Some(String::from_utf8_lossy(&hash).into_owned());
+    }
+    Ok(heads
+        .into_iter()
+        .map(|(chain, (_, hash))| (chain, String::from_utf8_lossy(&hash).into_owned()))
+        .collect())
 }
 
 /// SQLite: events appended to the tail since the last drain, approximately
@@ -378,6 +412,10 @@ const DRAIN_CHUNK: i64 = 5000;
 /// `verify_scan` reads them by position.
 pub(crate) const EVENT_COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
 
+/// The id of the newest of the `$1` oldest events in the tail (0 if empty).
+pub(crate) const TAIL_OLDEST: &str =
+    "(SELECT COALESCE(MAX(id), 0) FROM (SELECT id FROM audit_tail ORDER BY id LIMIT $1))";
+
 /// SQLite: move the oldest `DRAIN_CHUNK` events of the tail into the trail,
 /// in one transaction (the insert takes the write lock first, so both
 /// statements see the same oldest events). Returns how many moved; 0 on
@@ -386,8 +424,22 @@ pub async fn drain_tail_chunk(db: &Db) -> Result<u64> {
     if db.backend != crate::db::Backend::Sqlite {
         return Ok(0);
     }
-    let oldest =
-        "(SELECT COALESCE(MAX(id), 0) FROM (SELECT id FROM audit_tail ORDER BY id LIMIT $1))";
+    if let Some(writer) = db.tail_writer.clone() {
+        // On the sink's connection, whose page cache holds the trail's
+        // indexes from the last move (another connection's commit would
+        // have emptied it). Held, not used: no sqlx write runs meanwhile.
+        let _one_writer = db.write.acquire().await?;
+        let moved = tokio::task::spawn_blocking(move || writer.drain(DRAIN_CHUNK))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))??;
+        let _ = TAIL_PENDING.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |p| Some(p.saturating_sub(moved)),
+        );
+        return Ok(moved);
+    }
+    let oldest = TAIL_OLDEST;
     let mut tx = db.write.begin().await?;
     let moved = sqlx::query(&format!(
         "INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM audit_tail WHERE id <= {oldest} ORDER BY id"

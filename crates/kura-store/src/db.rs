@@ -26,6 +26,8 @@ pub struct Db {
     /// Read-only connections to that file for lookups on the request path
     /// (see `point_read`); None where `sqlite_file` is.
     pub point_reads: Option<std::sync::Arc<crate::point_read::LiteReaders>>,
+    /// The audit sink's own connection to that file (see `tail_writer`).
+    pub tail_writer: Option<std::sync::Arc<crate::tail_writer::TailWriter>>,
     /// The newest audit events, shared by this process's followers of the trail.
     pub recent: std::sync::Arc<tokio::sync::Mutex<crate::audit::RecentEvents>>,
     /// Where uploads queue their commits to share a transaction.
@@ -119,12 +121,16 @@ impl Db {
             let point_reads = sqlite_file
                 .clone()
                 .map(|f| std::sync::Arc::new(crate::point_read::LiteReaders::new(f)));
+            let tail_writer = sqlite_file
+                .clone()
+                .map(|f| std::sync::Arc::new(crate::tail_writer::TailWriter::new(f)));
             Ok(Self {
                 write,
                 read,
                 backend: Backend::Sqlite,
                 sqlite_file,
                 point_reads,
+                tail_writer,
                 recent: Default::default(),
                 file_commits: Default::default(),
             })
@@ -140,6 +146,7 @@ impl Db {
                 backend: Backend::Postgres,
                 sqlite_file: None,
                 point_reads: None,
+                tail_writer: None,
                 recent: Default::default(),
                 file_commits: Default::default(),
             })
@@ -215,6 +222,9 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
         .max_connections(max)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
+        // A local file: no round trip to test a connection before each use
+        // (the audit sink takes the writer just to hold it, see `tail_writer`).
+        .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 // FULL: a commit is on disk before we answer (durability promise).

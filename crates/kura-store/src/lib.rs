@@ -32,6 +32,7 @@ pub mod projects;
 pub mod sessions;
 pub mod settings;
 pub mod sso;
+pub mod tail_writer;
 pub mod throttle;
 pub mod time;
 pub mod upload;

@@ -261,6 +261,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sinks_own_writer_links_the_same_chains() {
+        // Events from the sink (rusqlite, `tail_writer`) and from changes
+        // (sqlx, `append_many`) interleave in the same chains; the trail
+        // verifies, and each chain's positions are 1..=n without a gap.
+        let (db, orgs) = trail("sink").await;
+        assert!(db.tail_writer.is_some());
+        let sink = crate::audit::AuditSink::start(db.clone());
+        let ctx = AuditCtx::cli();
+        for round in 0..3 {
+            let mut waits = Vec::new();
+            for i in 0..40 {
+                let (sink, ctx) = (sink.clone(), ctx.clone());
+                let ev = AuditEvent::new("file.download", Outcome::Success)
+                    .project(orgs[i % 3], ProjectId::new())
+                    .name(format!("sink-{round}-{i}.txt"))
+                    .bytes(i as u64);
+                waits.push(tokio::spawn(async move { sink.record(&ctx, ev).await }));
+            }
+            for w in waits {
+                w.await.expect("join").expect("recorded");
+            }
+            let ev =
+                AuditEvent::new("file.upload", Outcome::Success).project(orgs[0], ProjectId::new());
+            let mut tx = db.write.begin().await.expect("begin");
+            append_many(&mut tx, &[(&ctx, &ev)]).await.expect("append");
+            tx.commit().await.expect("commit");
+        }
+        let report = verify_db(&db, None, None).await.expect("verify");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.events, 60 + 3 * 41);
+        for org in &orgs {
+            let (n, max) = {
+                use crate::db::RowExt;
+                let r = sqlx::query(
+                    "SELECT COUNT(*) AS n, MAX(chain_seq) AS m FROM audit_events WHERE org_id = $1",
+                )
+                .bind(org.to_string())
+                .fetch_one(&db.read)
+                .await
+                .expect("count");
+                (r.int("n").expect("n"), r.int("m").expect("m"))
+            };
+            assert_eq!(max, n, "chain of {org} has gaps");
+        }
+        let _ =
+            std::fs::remove_dir_all(db.sqlite_file.clone().expect("file").parent().expect("dir"));
+    }
+
+    #[tokio::test]
     async fn followers_read_the_tail_without_draining_it() {
         let (db, orgs) = trail("follow").await;
         crate::audit::settle(&db).await.expect("settle");
