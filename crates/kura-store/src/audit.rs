@@ -776,6 +776,26 @@ async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Re
             "SELECT * FROM audit_events WHERE id > $1 AND ts < $3 ORDER BY id LIMIT $2".to_string()
         }
     };
+    if let Some(lite) = db.point_reads.clone() {
+        // Straight from SQLite on a blocking thread: through sqlx, every
+        // value of every row was converted twice (followers read each event
+        // of a busy server).
+        use crate::point_read::Param;
+        let params = vec![
+            Param::Int(id),
+            Param::Int(limit),
+            Param::Int(settled_before(db)),
+        ];
+        let max = usize::try_from(limit).unwrap_or(usize::MAX);
+        return tokio::task::spawn_blocking(move || {
+            lite.fetch_all(&sql, &params, max)?
+                .iter()
+                .map(crate::chain::Record::from_row)
+                .collect()
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    }
     let rows = sqlx::query(&sql)
         .bind(id)
         .bind(limit)

@@ -14,7 +14,6 @@ use crate::db::{Db, RowExt};
 use crate::error::Result;
 use kura_crypto::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use std::collections::HashMap;
 
@@ -87,7 +86,7 @@ impl Record {
         }
     }
 
-    pub fn from_row(r: &AnyRow) -> Result<Self> {
+    pub fn from_row(r: &impl RowExt) -> Result<Self> {
         Ok(Self {
             id: r.int("id")?,
             ts: r.int("ts")?,
