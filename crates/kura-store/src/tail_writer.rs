@@ -52,27 +52,18 @@ impl TailWriter {
     /// Link `recs` into their chains and append them to the tail, durably, in
     /// one transaction. Blocking: call it on a blocking thread.
     pub fn append(&self, mut recs: Vec<Record>) -> Result<()> {
-        let mut guard = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Internal("audit writer poisoned".into()))?;
-        if guard.is_none() {
-            *guard = Some(self.open().map_err(db_error)?);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(StoreError::Internal("audit writer closed".into()));
-        };
-        let result = Self::append_on(conn, &mut recs);
-        if result.is_err() {
-            // Start the next batch on a fresh connection; this one rolled back.
-            *guard = None;
-        }
-        result
+        self.with_conn(|conn| Self::append_on(conn, &mut recs))
     }
 
     /// Move the oldest `chunk` events of the tail into the indexed trail in
     /// one transaction, ids kept; how many moved. Blocking, as `append`.
     pub fn drain(&self, chunk: i64) -> Result<u64> {
+        self.with_conn(|conn| Self::drain_on(conn, chunk))
+    }
+
+    /// Run `f` on the connection, opened on first use. After a failure (the
+    /// transaction rolled back) the next call starts on a fresh connection.
+    fn with_conn<T>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>) -> Result<T> {
         let mut guard = self
             .conn
             .lock()
@@ -83,7 +74,7 @@ impl TailWriter {
         let Some(conn) = guard.as_mut() else {
             return Err(StoreError::Internal("audit writer closed".into()));
         };
-        let result = Self::drain_on(conn, chunk);
+        let result = f(conn);
         if result.is_err() {
             *guard = None;
         }
