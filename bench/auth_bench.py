@@ -75,6 +75,7 @@ class Kura:
             k, _, v = line.partition("=")
             ids[k] = v.strip("'")
         self.token = ids["TOKEN"]
+        self.ids = ids
         req = urllib.request.Request(
             f"{self.base}/api/projects/{ids['PROJECT']}/folders/{ids['ROOT_FOLDER']}/files?name=small.bin",
             data=os.urandom(4096), method="POST",
