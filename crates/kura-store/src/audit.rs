@@ -223,15 +223,20 @@ impl AuditSink {
 
 async fn write_batch(db: &Db, batch: &[Pending]) -> Result<()> {
     if let Some(writer) = db.tail_writer.clone() {
-        // Held, not used: no sqlx write runs while the batch is written.
-        let _one_writer = db.write.acquire().await?;
+        // Held, not used: no sqlx write runs while the batch is written. It
+        // moves into the blocking task, so that even if this future is
+        // dropped the lock lasts as long as the write.
+        let one_writer = db.write.acquire().await?;
         let ts = now_micros();
         let recs: Vec<crate::chain::Record> =
             batch.iter().map(|(c, e, _)| record_of(c, e, ts)).collect();
         let n = recs.len() as u64;
-        tokio::task::spawn_blocking(move || writer.append(recs))
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            let _held = one_writer;
+            writer.append(recs)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
         APPENDED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         TAIL_PENDING.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -427,11 +432,15 @@ pub async fn drain_tail_chunk(db: &Db) -> Result<u64> {
     if let Some(writer) = db.tail_writer.clone() {
         // On the sink's connection, whose page cache holds the trail's
         // indexes from the last move (another connection's commit would
-        // have emptied it). Held, not used: no sqlx write runs meanwhile.
-        let _one_writer = db.write.acquire().await?;
-        let moved = tokio::task::spawn_blocking(move || writer.drain(DRAIN_CHUNK))
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))??;
+        // have emptied it). Held, not used: no sqlx write runs meanwhile,
+        // even if this future is dropped (a reader's request went away).
+        let one_writer = db.write.acquire().await?;
+        let moved = tokio::task::spawn_blocking(move || {
+            let _held = one_writer;
+            writer.drain(DRAIN_CHUNK)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
         let _ = TAIL_PENDING.fetch_update(
             std::sync::atomic::Ordering::Relaxed,
             std::sync::atomic::Ordering::Relaxed,
@@ -787,14 +796,9 @@ async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Re
             Param::Int(settled_before(db)),
         ];
         let max = usize::try_from(limit).unwrap_or(usize::MAX);
-        return tokio::task::spawn_blocking(move || {
-            lite.fetch_all(&sql, &params, max)?
-                .iter()
-                .map(crate::chain::Record::from_row)
-                .collect()
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        return lite
+            .fetch_all_blocking(sql, params, max, crate::chain::Record::from_row)
+            .await;
     }
     let rows = sqlx::query(&sql)
         .bind(id)

@@ -170,7 +170,14 @@ impl RowExt for PointRow {
 pub struct LiteReaders {
     file: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
+    /// Reads of many rows at once (each on a blocking thread with a
+    /// connection of its own): a client asking for many big listings at once
+    /// waits here instead of taking every thread and connection.
+    many: Arc<tokio::sync::Semaphore>,
 }
+
+/// Reads of many rows that run at the same time, at most.
+const MANY_AT_ONCE: usize = 4;
 
 /// More idle connections than threads that can ask at once are never used.
 const MAX_IDLE: usize = 8;
@@ -184,6 +191,7 @@ impl LiteReaders {
         Self {
             file,
             idle: Mutex::new(Vec::new()),
+            many: Arc::new(tokio::sync::Semaphore::new(MANY_AT_ONCE)),
         }
     }
 
@@ -193,7 +201,9 @@ impl LiteReaders {
             &self.file,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // A WAL reader waits only while the WAL index is rebuilt (after a
+        // crash); these reads run on request threads, so not for long.
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
         conn.pragma_update(None, "cache_size", -8192)?;
         Ok(conn)
     }
@@ -227,9 +237,34 @@ impl LiteReaders {
     }
 
     /// Every row of `sql` (at most `max`). Many rows take a while: call it on
-    /// a blocking thread.
+    /// a blocking thread, or use `fetch_all_blocking`.
     pub fn fetch_all(&self, sql: &str, params: &[Param], max: usize) -> Result<Vec<LiteRow>> {
         self.with_conn(|conn| Self::query(conn, sql, params, max))
+    }
+
+    /// `fetch_all` on a blocking thread, each row turned into a `T` there;
+    /// at most `MANY_AT_ONCE` at a time.
+    pub async fn fetch_all_blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        sql: String,
+        params: Vec<Param>,
+        max: usize,
+        map: fn(&LiteRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let permit = self
+            .many
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Internal("readers closed".into()))?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // Held until the read ends, even if the caller went away.
+            let _permit = permit;
+            me.fetch_all(&sql, &params, max)?.iter().map(map).collect()
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
     fn query(

@@ -42,7 +42,11 @@ impl TailWriter {
     /// The same settings as sqlx's writer (`db::sqlite_pool`): a commit is
     /// on disk before it returns.
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
-        let conn = rusqlite::Connection::open(&self.file)?;
+        // The database exists (migrations ran): never create a stray one.
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.execute_batch(
             "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=8192;",
         )?;
@@ -64,10 +68,13 @@ impl TailWriter {
     /// Run `f` on the connection, opened on first use. After a failure (the
     /// transaction rolled back) the next call starts on a fresh connection.
     fn with_conn<T>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>) -> Result<T> {
-        let mut guard = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::Internal("audit writer poisoned".into()))?;
+        // After a panic in an earlier call, start over on a fresh connection
+        // rather than refusing every audit write until a restart.
+        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| {
+            let mut g = poisoned.into_inner();
+            *g = None;
+            g
+        });
         if guard.is_none() {
             *guard = Some(self.open().map_err(db_error)?);
         }

@@ -249,16 +249,8 @@ pub async fn list_children(
                 params.push(c.id.clone().into());
             }
             let sql = format!("SELECT {NODE_COLS} FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE {filter} {order}");
-            let lite = lite.clone();
-            let max = (limit + 1) as usize;
-            tokio::task::spawn_blocking(move || -> Result<Vec<Node>> {
-                lite.fetch_all(&sql, &params, max)?
-                    .iter()
-                    .map(node_from_row)
-                    .collect()
-            })
-            .await
-            .map_err(|e| StoreError::Internal(e.to_string()))??
+            lite.fetch_all_blocking(sql, params, (limit + 1) as usize, node_from_row)
+                .await?
         }
         None => {
             let sql = format!("SELECT {NODE_COLS}, ROW_NUMBER() OVER (ORDER BY {terms}) AS rn FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE {filter} {order}");
