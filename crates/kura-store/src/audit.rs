@@ -223,20 +223,11 @@ impl AuditSink {
 
 async fn write_batch(db: &Db, batch: &[Pending]) -> Result<()> {
     if let Some(writer) = db.tail_writer.clone() {
-        // Held, not used: no sqlx write runs while the batch is written. It
-        // moves into the blocking task, so that even if this future is
-        // dropped the lock lasts as long as the write.
-        let one_writer = db.write.acquire().await?;
         let ts = now_micros();
         let recs: Vec<crate::chain::Record> =
             batch.iter().map(|(c, e, _)| record_of(c, e, ts)).collect();
         let n = recs.len() as u64;
-        tokio::task::spawn_blocking(move || {
-            let _held = one_writer;
-            writer.append(recs)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        writer.run(db, move |w| w.append(recs)).await?;
         APPENDED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         TAIL_PENDING.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -432,15 +423,8 @@ pub async fn drain_tail_chunk(db: &Db) -> Result<u64> {
     if let Some(writer) = db.tail_writer.clone() {
         // On the sink's connection, whose page cache holds the trail's
         // indexes from the last move (another connection's commit would
-        // have emptied it). Held, not used: no sqlx write runs meanwhile,
-        // even if this future is dropped (a reader's request went away).
-        let one_writer = db.write.acquire().await?;
-        let moved = tokio::task::spawn_blocking(move || {
-            let _held = one_writer;
-            writer.drain(DRAIN_CHUNK)
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        // have emptied it).
+        let moved = writer.run(db, |w| w.drain(DRAIN_CHUNK)).await?;
         let _ = TAIL_PENDING.fetch_update(
             std::sync::atomic::Ordering::Relaxed,
             std::sync::atomic::Ordering::Relaxed,

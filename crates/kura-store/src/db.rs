@@ -244,16 +244,27 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
         .await?)
 }
 
-/// Small helpers for reading columns from `AnyRow`s.
+/// Small helpers for reading columns from rows (sqlx's `AnyRow`, and the
+/// rows of `point_read`). A row type provides the five typed readers; flags
+/// and ids are read through them.
 pub trait RowExt {
     fn str(&self, col: &str) -> Result<String>;
     fn opt_str(&self, col: &str) -> Result<Option<String>>;
     fn int(&self, col: &str) -> Result<i64>;
     fn opt_int(&self, col: &str) -> Result<Option<i64>>;
-    fn flag(&self, col: &str) -> Result<bool>;
     fn bytes(&self, col: &str) -> Result<Vec<u8>>;
-    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T>;
-    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>>;
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.int(col)? != 0)
+    }
+    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
+        self.str(col)?.parse().map_err(|_| bad_id(col))
+    }
+    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
+        match self.opt_str(col)? {
+            Some(s) => s.parse().map(Some).map_err(|_| bad_id(col)),
+            None => Ok(None),
+        }
+    }
 }
 
 fn bad_id(col: &str) -> crate::StoreError {
@@ -273,20 +284,8 @@ impl RowExt for AnyRow {
     fn opt_int(&self, col: &str) -> Result<Option<i64>> {
         Ok(self.try_get(col)?)
     }
-    fn flag(&self, col: &str) -> Result<bool> {
-        Ok(self.try_get::<i64, _>(col)? != 0)
-    }
     fn bytes(&self, col: &str) -> Result<Vec<u8>> {
         Ok(self.try_get(col)?)
-    }
-    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
-        self.str(col)?.parse().map_err(|_| bad_id(col))
-    }
-    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
-        match self.opt_str(col)? {
-            Some(s) => s.parse().map(Some).map_err(|_| bad_id(col)),
-            None => Ok(None),
-        }
     }
 }
 

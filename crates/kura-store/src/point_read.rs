@@ -90,27 +90,10 @@ impl RowExt for LiteRow {
             _ => Err(wrong_type(col)),
         }
     }
-    fn flag(&self, col: &str) -> Result<bool> {
-        Ok(self.int(col)? != 0)
-    }
     fn bytes(&self, col: &str) -> Result<Vec<u8>> {
         match self.get(col)? {
             Value::Blob(b) => Ok(b.clone()),
             _ => Err(wrong_type(col)),
-        }
-    }
-    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
-        self.str(col)?
-            .parse()
-            .map_err(|_| StoreError::Internal(format!("column {col} holds a malformed id")))
-    }
-    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
-        match self.opt_str(col)? {
-            Some(s) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| StoreError::Internal(format!("column {col} holds a malformed id"))),
-            None => Ok(None),
         }
     }
 }
@@ -140,28 +123,10 @@ impl RowExt for PointRow {
             PointRow::Lite(r) => r.opt_int(col),
         }
     }
-    fn flag(&self, col: &str) -> Result<bool> {
-        match self {
-            PointRow::Any(r) => r.flag(col),
-            PointRow::Lite(r) => r.flag(col),
-        }
-    }
     fn bytes(&self, col: &str) -> Result<Vec<u8>> {
         match self {
             PointRow::Any(r) => r.bytes(col),
             PointRow::Lite(r) => r.bytes(col),
-        }
-    }
-    fn id<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
-        match self {
-            PointRow::Any(r) => r.id(col),
-            PointRow::Lite(r) => r.id(col),
-        }
-    }
-    fn opt_id<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
-        match self {
-            PointRow::Any(r) => r.opt_id(col),
-            PointRow::Lite(r) => r.opt_id(col),
         }
     }
 }
@@ -277,7 +242,13 @@ impl LiteReaders {
         // Bound by name: SQLite numbers `$N` parameters in order of first
         // appearance, which need not be N.
         for (i, p) in params.iter().enumerate() {
-            let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? else {
+            // Every request binds a few: their names without an allocation.
+            const NAMES: [&str; 8] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8"];
+            let name = match NAMES.get(i) {
+                Some(n) => std::borrow::Cow::Borrowed(*n),
+                None => std::borrow::Cow::Owned(format!("${}", i + 1)),
+            };
+            let Some(at) = stmt.parameter_index(&name)? else {
                 continue; // a parameter the statement does not use
             };
             match p {

@@ -53,6 +53,25 @@ impl TailWriter {
         Ok(conn)
     }
 
+    /// Run `f` on a blocking thread while holding sqlx's one write
+    /// connection (held, not used: no sqlx write runs meanwhile). The hold
+    /// moves into the blocking task, so it lasts as long as the write even
+    /// if the caller's future is dropped.
+    pub async fn run<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        db: &crate::Db,
+        f: impl FnOnce(&Self) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let one_writer = db.write.acquire().await?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _held = one_writer;
+            f(&me)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
     /// Link `recs` into their chains and append them to the tail, durably, in
     /// one transaction. Blocking: call it on a blocking thread.
     pub fn append(&self, mut recs: Vec<Record>) -> Result<()> {
