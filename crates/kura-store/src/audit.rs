@@ -241,6 +241,13 @@ async fn write_batch(db: &Db, batch: &[Pending]) -> Result<()> {
     Ok(())
 }
 
+/// Count `n` events appended to the SQLite tail by a transaction of the
+/// rusqlite writer that has committed (the sink counts its own batches).
+pub(crate) fn note_tail_append(n: u64) {
+    APPENDED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    TAIL_PENDING.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Rows per INSERT statement (19 parameters each; well under the limits of
 /// both databases).
 const ROWS_PER_INSERT: usize = 16;
@@ -498,7 +505,7 @@ pub async fn settle(db: &Db) -> Result<()> {
     Err(StoreError::Internal("audit tail did not drain".into()))
 }
 
-fn record_of(ctx: &AuditCtx, ev: &AuditEvent, ts: i64) -> crate::chain::Record {
+pub(crate) fn record_of(ctx: &AuditCtx, ev: &AuditEvent, ts: i64) -> crate::chain::Record {
     crate::chain::Record {
         id: 0,
         ts,

@@ -22,7 +22,56 @@ use std::sync::{Arc, Mutex};
 pub enum Param {
     Text(String),
     Int(i64),
+    Blob(Vec<u8>),
     Null,
+}
+
+impl From<Vec<u8>> for Param {
+    fn from(v: Vec<u8>) -> Self {
+        Param::Blob(v)
+    }
+}
+
+/// Bind `params` to a rusqlite statement as `$1`, `$2`, … by name: SQLite
+/// numbers `$N` parameters in order of first appearance, which need not be N.
+pub(crate) fn bind_numbered(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[Param],
+) -> rusqlite::Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        // Every request binds a few: their names without an allocation.
+        const NAMES: [&str; 10] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10"];
+        let name = match NAMES.get(i) {
+            Some(n) => std::borrow::Cow::Borrowed(*n),
+            None => std::borrow::Cow::Owned(format!("${}", i + 1)),
+        };
+        let Some(at) = stmt.parameter_index(&name)? else {
+            continue; // a parameter the statement does not use
+        };
+        match p {
+            Param::Text(s) => stmt.raw_bind_parameter(at, s.as_str())?,
+            Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::Blob(b) => stmt.raw_bind_parameter(at, b.as_slice())?,
+            Param::Null => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
+        }
+    }
+    Ok(())
+}
+
+/// Bind `params` to a sqlx query in order (`$1` first).
+pub(crate) fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    params: &[Param],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for p in params {
+        q = match p {
+            Param::Text(s) => q.bind(s.clone()),
+            Param::Int(v) => q.bind(*v),
+            Param::Blob(b) => q.bind(b.clone()),
+            Param::Null => q.bind(None::<String>),
+        };
+    }
+    q
 }
 
 impl From<String> for Param {
@@ -239,24 +288,7 @@ impl LiteReaders {
         max: usize,
     ) -> rusqlite::Result<Vec<LiteRow>> {
         let mut stmt = conn.prepare_cached(sql)?;
-        // Bound by name: SQLite numbers `$N` parameters in order of first
-        // appearance, which need not be N.
-        for (i, p) in params.iter().enumerate() {
-            // Every request binds a few: their names without an allocation.
-            const NAMES: [&str; 8] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8"];
-            let name = match NAMES.get(i) {
-                Some(n) => std::borrow::Cow::Borrowed(*n),
-                None => std::borrow::Cow::Owned(format!("${}", i + 1)),
-            };
-            let Some(at) = stmt.parameter_index(&name)? else {
-                continue; // a parameter the statement does not use
-            };
-            match p {
-                Param::Text(s) => stmt.raw_bind_parameter(at, s.as_str())?,
-                Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
-                Param::Null => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
-            }
-        }
+        bind_numbered(&mut stmt, params)?;
         let names: Arc<[String]> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
@@ -284,15 +316,10 @@ impl Db {
         if let Some(lite) = &self.point_reads {
             return Ok(lite.fetch_optional(sql, &params)?.map(PointRow::Lite));
         }
-        let mut q = sqlx::query(sql);
-        for p in params {
-            q = match p {
-                Param::Text(s) => q.bind(s),
-                Param::Int(v) => q.bind(v),
-                Param::Null => q.bind(None::<String>),
-            };
-        }
-        Ok(q.fetch_optional(&self.read).await?.map(PointRow::Any))
+        Ok(bind_all(sqlx::query(sql), &params)
+            .fetch_optional(&self.read)
+            .await?
+            .map(PointRow::Any))
     }
 }
 

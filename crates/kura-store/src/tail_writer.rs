@@ -75,7 +75,23 @@ impl TailWriter {
     /// Link `recs` into their chains and append them to the tail, durably, in
     /// one transaction. Blocking: call it on a blocking thread.
     pub fn append(&self, mut recs: Vec<Record>) -> Result<()> {
-        self.with_conn(|conn| Self::append_on(conn, &mut recs))
+        self.transaction(|tx| Self::append_in(tx, &mut recs))
+    }
+
+    /// Run `f` in one write transaction, committed (durably) if it returns
+    /// Ok and rolled back otherwise. Blocking, as `append`.
+    pub fn transaction<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db_error)?;
+            Ok(out)
+        })
     }
 
     /// Move the oldest `chunk` events of the tail into the indexed trail in
@@ -135,10 +151,9 @@ impl TailWriter {
         Ok(moved as u64)
     }
 
-    fn append_on(conn: &mut rusqlite::Connection, recs: &mut [Record]) -> Result<()> {
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_error)?;
+    /// Link `recs` into their chains and append them to the tail inside
+    /// `tx`, setting their ids.
+    pub fn append_in(tx: &rusqlite::Transaction<'_>, recs: &mut [Record]) -> Result<()> {
         // Reserve each chain's positions (in chain order, as append_many does).
         let mut counts = chain_counts(recs);
         counts.sort();
@@ -210,6 +225,6 @@ impl TailWriter {
                 set_head.execute([chain, hash]).map_err(db_error)?;
             }
         }
-        tx.commit().map_err(db_error)
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@
 //! answered only after the shared commit is durable.
 
 use super::*;
+use crate::point_read::bind_numbered;
 use tokio::sync::{mpsc, oneshot};
 
 /// Uploads committed together at most.
@@ -91,17 +92,31 @@ pub async fn commit_new_file(
 /// the uploads that went in are appended together at the end, so each
 /// upload costs its own rows and no more statements.
 async fn commit_group(db: &Db, group: &[NewFile]) -> Result<Vec<Result<Node>>> {
+    let rows: Vec<NewFileRows> = group
+        .iter()
+        .map(|j| NewFileRows::new(&j.g, j.parent, &j.name, &j.blob))
+        .collect();
+    if let Some(writer) = db.tail_writer.clone() {
+        let ctxs: Vec<AuditCtx> = group.iter().map(|j| j.ctx.clone()).collect();
+        return writer
+            .run(db, move |w| {
+                let (out, appended) = w.transaction(|tx| commit_group_lite(tx, rows, &ctxs))?;
+                audit::note_tail_append(appended);
+                Ok(out)
+            })
+            .await;
+    }
     let mut tx = db.write.begin().await?;
     let alone = group.len() == 1;
     let mut out = Vec::with_capacity(group.len());
     let mut events = Vec::with_capacity(group.len());
-    for j in group {
+    for (j, r) in group.iter().zip(rows) {
         if !alone {
             sqlx::query("SAVEPOINT new_file").execute(&mut *tx).await?;
         }
-        let r = insert_new_file(&mut tx, &j.g, j.parent, &j.name, &j.blob).await;
+        let done = insert_new_file(&mut tx, &r).await;
         if !alone {
-            if r.is_err() {
+            if done.is_err() {
                 sqlx::query("ROLLBACK TO SAVEPOINT new_file")
                     .execute(&mut *tx)
                     .await?;
@@ -110,9 +125,9 @@ async fn commit_group(db: &Db, group: &[NewFile]) -> Result<Vec<Result<Node>>> {
                 .execute(&mut *tx)
                 .await?;
         }
-        out.push(r.map(|(node, ev)| {
-            events.push((&j.ctx, ev));
-            node
+        out.push(done.map(|()| {
+            events.push((&j.ctx, r.event));
+            r.node
         }));
     }
     if events.is_empty() {
@@ -123,4 +138,49 @@ async fn commit_group(db: &Db, group: &[NewFile]) -> Result<Vec<Result<Node>>> {
     audit::append_many(&mut tx, &items).await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// The same on SQLite, in one blocking call on the audit writer's rusqlite
+/// connection (`tail_writer`): through sqlx, each of a group's statements
+/// was two hand-offs between threads, and on two cores the wake-ups cost
+/// more than the statements (bench/RESULTS.md, run 9).
+fn commit_group_lite(
+    tx: &rusqlite::Transaction<'_>,
+    rows: Vec<NewFileRows>,
+    ctxs: &[AuditCtx],
+) -> Result<(Vec<Result<Node>>, u64)> {
+    let lite = |e: rusqlite::Error| StoreError::Internal(format!("upload commit: {e}"));
+    let mut out = Vec::with_capacity(rows.len());
+    let mut recs = Vec::with_capacity(rows.len());
+    let ts = now_micros();
+    for (r, ctx) in rows.into_iter().zip(ctxs) {
+        tx.execute_batch("SAVEPOINT new_file").map_err(lite)?;
+        let done = r.statements.iter().try_for_each(|(sql, params, if_none)| {
+            let mut st = tx.prepare_cached(sql).map_err(lite)?;
+            bind_numbered(&mut st, params).map_err(lite)?;
+            let changed = st.raw_execute().map_err(|e| match &e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                {
+                    StoreError::Conflict(NAME_TAKEN.into())
+                }
+                _ => lite(e),
+            })?;
+            if_none.check(changed as u64)
+        });
+        if done.is_err() {
+            tx.execute_batch("ROLLBACK TO SAVEPOINT new_file")
+                .map_err(lite)?;
+        }
+        tx.execute_batch("RELEASE SAVEPOINT new_file")
+            .map_err(lite)?;
+        out.push(done.map(|()| {
+            recs.push(audit::record_of(ctx, &r.event, ts));
+            r.node
+        }));
+    }
+    if !recs.is_empty() {
+        crate::tail_writer::TailWriter::append_in(tx, &mut recs)?;
+    }
+    Ok((out, recs.len() as u64))
 }

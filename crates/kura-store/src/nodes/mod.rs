@@ -8,6 +8,7 @@
 use crate::audit::{self, AuditCtx, AuditEvent, Outcome};
 use crate::db::{Db, RowExt};
 use crate::error::{Result, StoreError};
+use crate::point_read::{bind_all, Param};
 use crate::time::now_micros;
 use crate::upload::BlobMeta;
 use kura_core::policy::{Purge, Read, Write};
@@ -152,8 +153,10 @@ pub(super) async fn live_folder(
     Ok(n)
 }
 
+pub(super) const NAME_TAKEN: &str = "an item with this name already exists in the folder";
+
 pub(super) fn name_taken(e: StoreError) -> StoreError {
-    e.conflict_on_unique("an item with this name already exists in the folder")
+    e.conflict_on_unique(NAME_TAKEN)
 }
 
 // ---- listing ----

@@ -35,12 +35,18 @@ pub async fn create_folder(
     load(&db.read, g.project_id(), id, true).await
 }
 
+/// Take bytes from the organization's quota; no row changed: it is full.
+const CHARGE_QUOTA: &str =
+    "UPDATE orgs SET used_bytes = used_bytes + $1 WHERE id = $2 AND used_bytes + $1 <= quota_bytes";
+
+const INSERT_BLOB: &str = "INSERT INTO blobs (id, org_id, size, chunk_size, wrapped_key, nonce_prefix, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
 pub(super) async fn charge_quota(
     tx: &mut Transaction<'_, Any>,
     org: kura_core::OrgId,
     bytes: i64,
 ) -> Result<()> {
-    let n = sqlx::query("UPDATE orgs SET used_bytes = used_bytes + $1 WHERE id = $2 AND used_bytes + $1 <= quota_bytes")
+    let n = sqlx::query(CHARGE_QUOTA)
         .bind(bytes)
         .bind(org.to_string())
         .execute(&mut **tx)
@@ -79,7 +85,7 @@ pub(super) async fn insert_blob(
     org: kura_core::OrgId,
     b: &BlobMeta,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO blobs (id, org_id, size, chunk_size, wrapped_key, nonce_prefix, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+    sqlx::query(INSERT_BLOB)
         .bind(b.id.to_string())
         .bind(org.to_string())
         .bind(b.size as i64)
@@ -139,80 +145,143 @@ pub(super) async fn insert_version(
     Ok((id, number))
 }
 
-/// The new file's rows and audit event, inside the caller's transaction.
+/// One new file's statements with their parameters, and the node and audit
+/// event they make: ids and time are chosen once, so that either driver
+/// (sqlx inside a transaction, or the SQLite writer's rusqlite connection
+/// in `group_commit`) writes exactly the same rows.
+pub(super) struct NewFileRows {
+    pub statements: [(&'static str, Vec<Param>, IfNoRow); 4],
+    pub node: Node,
+    pub event: AuditEvent,
+}
+
+/// What a statement that changed no row means.
+#[derive(Clone, Copy)]
+pub(super) enum IfNoRow {
+    Fine,
+    QuotaExceeded,
+    /// The target folder is gone (trashed or deleted meanwhile).
+    FolderGone,
+}
+
+impl IfNoRow {
+    pub fn check(self, rows: u64) -> Result<()> {
+        match (self, rows) {
+            (IfNoRow::QuotaExceeded, 0) => Err(StoreError::QuotaExceeded),
+            (IfNoRow::FolderGone, 0) => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl NewFileRows {
+    pub fn new(g: &ProjectGrant<Write>, parent: NodeId, name: &FileName, blob: &BlobMeta) -> Self {
+        // Few statements on purpose: this is every upload's commit,
+        // serialized on the single SQLite writer.
+        let id = NodeId::new();
+        let vid = VersionId::new();
+        let now = now_micros();
+        let user = g.user_id();
+        let (org, project) = (g.org_id().to_string(), g.project_id().to_string());
+        let size = blob.size as i64;
+        let statements = [
+            (
+                CHARGE_QUOTA,
+                vec![size.into(), org.clone().into()],
+                IfNoRow::QuotaExceeded,
+            ),
+            (
+                INSERT_BLOB,
+                vec![
+                    blob.id.to_string().into(),
+                    org.clone().into(),
+                    size.into(),
+                    (kura_crypto::CHUNK_SIZE as i64).into(),
+                    blob.wrapped_key.clone().into(),
+                    blob.nonce_prefix.clone().into(),
+                    blob.sha256.clone().into(),
+                    now.into(),
+                ],
+                IfNoRow::Fine,
+            ),
+            (
+                // Inserted only under a live folder of this project.
+                "INSERT INTO nodes (id, project_id, org_id, parent_id, is_file, name, size, current_version_id, created_at, created_by, modified_at, modified_by) \
+                 SELECT $1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $8, $9 WHERE EXISTS \
+                 (SELECT 1 FROM nodes p WHERE p.id = $4 AND p.project_id = $2 AND p.is_file = 0 AND p.trashed_at IS NULL)",
+                vec![
+                    id.to_string().into(),
+                    project.clone().into(),
+                    org.clone().into(),
+                    parent.to_string().into(),
+                    name.as_str().to_string().into(),
+                    size.into(),
+                    vid.to_string().into(),
+                    now.into(),
+                    user.to_string().into(),
+                ],
+                IfNoRow::FolderGone,
+            ),
+            (
+                "INSERT INTO file_versions (id, node_id, project_id, org_id, number, size, blob_id, created_at, created_by) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8)",
+                vec![
+                    vid.to_string().into(),
+                    id.to_string().into(),
+                    project.into(),
+                    org.into(),
+                    size.into(),
+                    blob.id.to_string().into(),
+                    now.into(),
+                    user.to_string().into(),
+                ],
+                IfNoRow::Fine,
+            ),
+        ];
+        let event = AuditEvent::new("file.upload", Outcome::Success)
+            .project(g.org_id(), g.project_id())
+            .node(id)
+            .version(vid)
+            .name(name.as_str())
+            .bytes(blob.size)
+            .detail(serde_json::json!({"sha256": blob.sha256}));
+        let node = Node {
+            id,
+            project_id: g.project_id(),
+            parent_id: Some(parent),
+            kind: "file",
+            name: name.as_str().to_string(),
+            size,
+            current_version_id: Some(vid),
+            created_at: now,
+            created_by: user,
+            modified_at: now,
+            modified_by: user,
+            modified_by_name: None,
+            trashed_at: None,
+        };
+        Self {
+            statements,
+            node,
+            event,
+        }
+    }
+}
+
+/// The new file's rows, inside the caller's transaction. The audit event is
+/// not appended here: the group commit appends all of its events at once,
+/// in the same transaction.
 pub(super) async fn insert_new_file(
     tx: &mut Transaction<'_, Any>,
-    g: &ProjectGrant<Write>,
-    parent: NodeId,
-    name: &FileName,
-    blob: &BlobMeta,
-) -> Result<(Node, AuditEvent)> {
-    // Few statements on purpose: this is every upload's commit, serialized on
-    // the single SQLite writer. The audit event is returned, not appended:
-    // the group commit appends all of its events at once, in the same
-    // transaction.
-    charge_quota(tx, g.org_id(), blob.size as i64).await?;
-    insert_blob(tx, g.org_id(), blob).await?;
-    let id = NodeId::new();
-    let vid = VersionId::new();
-    let now = now_micros();
-    let user = g.user_id();
-    // Inserted only under a live folder of this project.
-    let inserted = sqlx::query(
-        "INSERT INTO nodes (id, project_id, org_id, parent_id, is_file, name, size, current_version_id, created_at, created_by, modified_at, modified_by) \
-         SELECT $1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $8, $9 WHERE EXISTS \
-         (SELECT 1 FROM nodes p WHERE p.id = $4 AND p.project_id = $2 AND p.is_file = 0 AND p.trashed_at IS NULL)",
-    )
-    .bind(id.to_string())
-    .bind(g.project_id().to_string())
-    .bind(g.org_id().to_string())
-    .bind(parent.to_string())
-    .bind(name.as_str())
-    .bind(blob.size as i64)
-    .bind(vid.to_string())
-    .bind(now)
-    .bind(user.to_string())
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| name_taken(e.into()))?
-    .rows_affected();
-    if inserted == 0 {
-        return Err(StoreError::NotFound);
+    rows: &NewFileRows,
+) -> Result<()> {
+    for (sql, params, if_none) in &rows.statements {
+        let done = bind_all(sqlx::query(sql), params)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| name_taken(e.into()))?;
+        if_none.check(done.rows_affected())?;
     }
-    sqlx::query("INSERT INTO file_versions (id, node_id, project_id, org_id, number, size, blob_id, created_at, created_by) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8)")
-        .bind(vid.to_string())
-        .bind(id.to_string())
-        .bind(g.project_id().to_string())
-        .bind(g.org_id().to_string())
-        .bind(blob.size as i64)
-        .bind(blob.id.to_string())
-        .bind(now)
-        .bind(user.to_string())
-        .execute(&mut **tx)
-        .await?;
-    let ev = AuditEvent::new("file.upload", Outcome::Success)
-        .project(g.org_id(), g.project_id())
-        .node(id)
-        .version(vid)
-        .name(name.as_str())
-        .bytes(blob.size)
-        .detail(serde_json::json!({"sha256": blob.sha256}));
-    let node = Node {
-        id,
-        project_id: g.project_id(),
-        parent_id: Some(parent),
-        kind: "file",
-        name: name.as_str().to_string(),
-        size: blob.size as i64,
-        current_version_id: Some(vid),
-        created_at: now,
-        created_by: user,
-        modified_at: now,
-        modified_by: user,
-        modified_by_name: None,
-        trashed_at: None,
-    };
-    Ok((node, ev))
+    Ok(())
 }
 
 /// What an upload needs to know before it reads the body, in one query:
