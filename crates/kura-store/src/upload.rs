@@ -49,7 +49,7 @@ where
     let key = DataKey::generate();
     let ctx = blob_context(id);
     let (cipher, nonce_prefix) = ChunkCipher::new_for_blob(&key, &ctx);
-    let mut writer = blobs.writer(id).await?;
+    let mut body = body;
     let mut state = Sealer {
         cipher: std::sync::Arc::new(cipher),
         index: 0,
@@ -57,24 +57,43 @@ where
         size: 0,
         inflight: None,
     };
-    let result = pump(&mut writer, &mut state, body, &limits).await;
-    match result {
-        Ok(()) => {
-            blobs.finish(id, writer).await?;
-            Ok(BlobMeta {
-                id,
-                size: state.size,
-                sha256: hex::encode(state.hasher.finalize()),
-                wrapped_key: org_key.wrap_data_key(&key, &ctx),
-                nonce_prefix,
-            })
+    // The first batch decides: a body that ends within it (most files) is
+    // sealed and written in one step; a longer one streams through a
+    // multipart write. Nothing exists in the store until then, so a refusal
+    // here (too large, quota, interrupted) leaves nothing to remove.
+    let mut pending = crate::bufpool::take(SEAL_BATCH + CHUNK_SIZE);
+    let ended = fill(&mut body, &mut state, &mut pending, &limits).await?;
+    if ended {
+        let sealed = if pending.len() <= INLINE_SEAL_MAX {
+            seal_batch(&state.cipher, 0, pending, true)
+        } else {
+            let cipher = state.cipher.clone();
+            tokio::task::spawn_blocking(move || seal_batch(&cipher, 0, pending, true))
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))?
         }
-        Err(e) => {
+        .map_err(StoreError::Internal)?;
+        blobs.put_whole(id, sealed).await?;
+    } else {
+        let mut writer = blobs.writer(id).await?;
+        if let Err(e) = pump(&mut writer, &mut state, body, pending, &limits).await {
             let _ = writer.abort().await;
-            Err(e)
+            return Err(e);
         }
+        blobs.finish(id, writer).await?;
     }
+    Ok(BlobMeta {
+        id,
+        size: state.size,
+        sha256: hex::encode(state.hasher.finalize()),
+        wrapped_key: org_key.wrap_data_key(&key, &ctx),
+        nonce_prefix,
+    })
 }
+
+/// Plaintext sealed on the caller's thread at most: AES-GCM seals 64 KiB in
+/// tens of microseconds, less than a hand-off to a blocking thread.
+const INLINE_SEAL_MAX: usize = 64 * 1024;
 
 /// Plaintext sealed per step (16 chunks = 1 MiB). Sealing runs on a
 /// blocking thread while the next batch is being received.
@@ -152,18 +171,22 @@ impl Sealer {
     }
 }
 
-async fn pump<S, E>(
-    w: &mut object_store::WriteMultipart,
+/// Read `body` into `pending` until it holds more than one batch (false)
+/// or the body ends (true), enforcing the limits and hashing the plaintext.
+async fn fill<S, E>(
+    body: &mut S,
     st: &mut Sealer,
-    mut body: S,
+    pending: &mut Vec<u8>,
     limits: &Limits,
-) -> Result<()>
+) -> Result<bool>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut pending = crate::bufpool::take(SEAL_BATCH + CHUNK_SIZE);
-    while let Some(piece) = body.next().await {
+    while pending.len() <= SEAL_BATCH {
+        let Some(piece) = body.next().await else {
+            return Ok(true);
+        };
         let piece = piece.map_err(|e| {
             tracing::debug!(error = %e, "upload body ended early");
             StoreError::Interrupted
@@ -177,6 +200,24 @@ where
         }
         st.hasher.update(&piece);
         pending.extend_from_slice(&piece);
+    }
+    Ok(false)
+}
+
+/// Stream the rest of a body longer than one batch; `pending` holds what
+/// `fill` read so far.
+async fn pump<S, E>(
+    w: &mut object_store::WriteMultipart,
+    st: &mut Sealer,
+    mut body: S,
+    mut pending: Vec<u8>,
+    limits: &Limits,
+) -> Result<()>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    loop {
         // Strictly more than a batch: the batch is not the end of the blob.
         while pending.len() > SEAL_BATCH {
             let mut rest = crate::bufpool::take(SEAL_BATCH + CHUNK_SIZE);
@@ -184,6 +225,9 @@ where
             pending.truncate(SEAL_BATCH);
             let batch = std::mem::replace(&mut pending, rest);
             st.submit(w, Some(batch), false).await?;
+        }
+        if fill(&mut body, st, &mut pending, limits).await? {
+            break;
         }
     }
     st.submit(w, Some(pending), true).await?;

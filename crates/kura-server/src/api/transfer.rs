@@ -93,7 +93,11 @@ where
         max_bytes: s.config.max_upload_bytes,
         quota_remaining: remaining,
     };
-    let blob = encrypt_to_blob(&s.store.blobs, &key, Box::pin(stream), limits).await;
+    let mut stream = Box::pin(stream);
+    let blob = encrypt_to_blob(&s.store.blobs, &key, &mut stream, limits).await;
+    if let Err(StoreError::TooLarge(_) | StoreError::QuotaExceeded) = &blob {
+        discard_rest(&mut stream).await;
+    }
     let blob = blob?;
     let id = blob.id;
     match commit(blob).await {
@@ -105,6 +109,29 @@ where
             Err(e.into())
         }
     }
+}
+
+/// After refusing an upload part-way (too large, quota full), read and drop
+/// what the client is still sending, within bounds, before answering: a
+/// connection closed with unread data is reset, and the client then reports
+/// a broken pipe instead of reading the 413 or 507 (nginx's lingering close
+/// does the same).
+async fn discard_rest<S, E>(body: &mut S)
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    const AT_MOST_BYTES: usize = 8 << 20;
+    const AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
+    let _ = tokio::time::timeout(AT_MOST, async {
+        let mut read = 0;
+        while let Some(Ok(piece)) = body.next().await {
+            read += piece.len();
+            if read > AT_MOST_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn upload_file(
