@@ -242,7 +242,9 @@ pub struct OpenedRange {
     /// The first piece, already authenticated (so a corrupt blob fails
     /// before any response header is sent).
     pub first: Bytes,
-    pub rest: PlainStream,
+    /// The rest of the range; None when `first` is all of it (a small file
+    /// then goes out as one buffer, headers and body in one write).
+    pub rest: Option<PlainStream>,
 }
 
 /// Chunks fetched and decrypted per step: 1 MiB of plaintext, so a big
@@ -289,7 +291,7 @@ pub async fn open_range(
     if reader.next > reader.last {
         return Ok(OpenedRange {
             first: first_piece,
-            rest: futures_util::stream::empty().boxed(),
+            rest: None,
         });
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(2);
@@ -315,7 +317,7 @@ pub async fn open_range(
     .boxed();
     Ok(OpenedRange {
         first: first_piece,
-        rest,
+        rest: Some(rest),
     })
 }
 
@@ -466,9 +468,10 @@ pub async fn verify_blob(
     let opened = open_range(blobs, org_key, meta, 0..meta.size)
         .await
         .map_err(|e| e.to_string())?;
-    let mut rest = opened.rest;
-    while let Some(piece) = rest.next().await {
-        piece.map_err(|e| e.to_string())?;
+    if let Some(mut rest) = opened.rest {
+        while let Some(piece) = rest.next().await {
+            piece.map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }

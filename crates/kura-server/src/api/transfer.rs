@@ -433,9 +433,12 @@ pub(crate) async fn decrypted_body(
     };
     let out = s.metrics.bytes_out.clone();
     out.inc_by(opened.first.len() as u64);
+    let Some(rest) = opened.rest else {
+        return Ok(Body::from(opened.first));
+    };
     let st = s.clone();
     let ctx = ctx.clone();
-    let rest = opened.rest.map(move |r| {
+    let rest = rest.map(move |r| {
         match &r {
             Ok(b) => {
                 out.inc_by(b.len() as u64);
