@@ -91,6 +91,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_audit_tail.sql"),
         postgres: include_str!("../migrations/postgres/0008_audit_tail.sql"),
     },
+    Migration {
+        version: 9,
+        name: "blob_blake3",
+        sqlite: include_str!("../migrations/sqlite/0009_blob_blake3.sql"),
+        postgres: include_str!("../migrations/postgres/0009_blob_blake3.sql"),
+    },
 ];
 
 impl Db {

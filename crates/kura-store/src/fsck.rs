@@ -50,7 +50,7 @@ pub async fn sweep(store: &Store, min_age_secs: u64, report: &mut FsckReport) ->
 /// Verify every referenced blob.
 pub async fn verify_all(store: &Store, report: &mut FsckReport) -> Result<()> {
     let rows = sqlx::query(
-        "SELECT id, org_id, size, wrapped_key, nonce_prefix, sha256 FROM blobs ORDER BY id",
+        "SELECT id, org_id, size, wrapped_key, nonce_prefix, sha256, blake3 FROM blobs ORDER BY id",
     )
     .fetch_all(&store.db.read)
     .await?;
@@ -61,6 +61,7 @@ pub async fn verify_all(store: &Store, report: &mut FsckReport) -> Result<()> {
             id,
             size: u64::try_from(r.int("size")?).unwrap_or(0),
             sha256: r.str("sha256")?,
+            blake3: r.opt_str("blake3")?,
             wrapped_key: r.bytes("wrapped_key")?,
             nonce_prefix: r.bytes("nonce_prefix")?,
         };

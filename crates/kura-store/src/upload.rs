@@ -21,6 +21,9 @@ pub struct BlobMeta {
     pub id: BlobId,
     pub size: u64,
     pub sha256: String,
+    /// The digest reads check (hex); None for blobs stored before it was
+    /// recorded, which are checked against `sha256`.
+    pub blake3: Option<String>,
     pub wrapped_key: Vec<u8>,
     pub nonce_prefix: Vec<u8>,
 }
@@ -54,6 +57,7 @@ where
         cipher: std::sync::Arc::new(cipher),
         index: 0,
         hasher: Sha256::new(),
+        checker: blake3::Hasher::new(),
         size: 0,
         inflight: None,
     };
@@ -86,6 +90,7 @@ where
         id,
         size: state.size,
         sha256: hex::encode(state.hasher.finalize()),
+        blake3: Some(state.checker.finalize().to_hex().to_string()),
         wrapped_key: org_key.wrap_data_key(&key, &ctx),
         nonce_prefix,
     })
@@ -105,6 +110,8 @@ struct Sealer {
     cipher: std::sync::Arc<ChunkCipher>,
     index: u64,
     hasher: Sha256,
+    /// BLAKE3 of the plaintext, what reads check (see `BlobMeta::blake3`).
+    checker: blake3::Hasher,
     size: u64,
     inflight: Option<Sealed>,
 }
@@ -199,6 +206,7 @@ where
             return Err(StoreError::QuotaExceeded);
         }
         st.hasher.update(&piece);
+        st.checker.update(&piece);
         pending.extend_from_slice(&piece);
     }
     Ok(false)
@@ -279,8 +287,8 @@ pub async fn open_range(
         next: first,
         last,
         range,
-        hasher: whole.then(|| Hashing::Idle(Sha256::new())),
-        expected: meta.sha256.clone(),
+        hasher: whole.then(|| Hashing::Idle(PlainDigest::for_blob(meta))),
+        expected: meta.blake3.clone().unwrap_or_else(|| meta.sha256.clone()),
         blob: meta.id,
     };
     let first_piece = match reader.next_batch().await {
@@ -333,15 +341,47 @@ struct ChunkReader {
     blob: BlobId,
 }
 
+/// The whole-file digest a read checks: BLAKE3 where the blob has one
+/// (several times faster than SHA-256), SHA-256 for blobs stored before.
+enum PlainDigest {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(Sha256),
+}
+
+impl PlainDigest {
+    fn for_blob(meta: &BlobMeta) -> Self {
+        match meta.blake3 {
+            Some(_) => PlainDigest::Blake3(Box::default()),
+            None => PlainDigest::Sha256(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            PlainDigest::Blake3(h) => {
+                h.update(data);
+            }
+            PlainDigest::Sha256(h) => h.update(data),
+        }
+    }
+
+    fn finish_hex(self) -> String {
+        match self {
+            PlainDigest::Blake3(h) => h.finalize().to_hex().to_string(),
+            PlainDigest::Sha256(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
 /// The whole-file digest, computed on another thread while the next batch
 /// is read and decrypted.
 enum Hashing {
-    Idle(Sha256),
-    Busy(tokio::task::JoinHandle<Sha256>),
+    Idle(PlainDigest),
+    Busy(tokio::task::JoinHandle<PlainDigest>),
 }
 
 impl Hashing {
-    async fn take(self) -> std::result::Result<Sha256, std::io::Error> {
+    async fn take(self) -> std::result::Result<PlainDigest, std::io::Error> {
         match self {
             Hashing::Idle(h) => Ok(h),
             Hashing::Busy(j) => j.await.map_err(|e| std::io::Error::other(e.to_string())),
@@ -442,7 +482,7 @@ impl ChunkReader {
             let piece = bytes.clone();
             if self.layout.is_last(last) {
                 h.update(&piece);
-                if hex::encode(h.finalize()) != self.expected {
+                if h.finish_hex() != self.expected {
                     return Err(invalid(format!(
                         "blob {}: plaintext digest mismatch",
                         self.blob
@@ -459,7 +499,9 @@ impl ChunkReader {
     }
 }
 
-/// Read and verify a whole blob (fsck); returns Err with a reason if it fails.
+/// Read and verify a whole blob (fsck): every chunk's authentication, the
+/// digest reads check, and SHA-256 (the digest clients see) as well.
+/// Returns Err with a reason if anything fails.
 pub async fn verify_blob(
     blobs: &BlobStore,
     org_key: &OrgKey,
@@ -468,10 +510,15 @@ pub async fn verify_blob(
     let opened = open_range(blobs, org_key, meta, 0..meta.size)
         .await
         .map_err(|e| e.to_string())?;
+    let mut sha = Sha256::new();
+    sha.update(&opened.first);
     if let Some(mut rest) = opened.rest {
         while let Some(piece) = rest.next().await {
-            piece.map_err(|e| e.to_string())?;
+            sha.update(&piece.map_err(|e| e.to_string())?);
         }
+    }
+    if hex::encode(sha.finalize()) != meta.sha256 {
+        return Err(format!("blob {}: plaintext SHA-256 mismatch", meta.id));
     }
     Ok(())
 }

@@ -33,13 +33,14 @@ fn version_from_row(r: &impl RowExt) -> Result<Version> {
             id: r.id("blob_id")?,
             size: u64::try_from(r.int("blob_size")?).unwrap_or(0),
             sha256: r.str("sha256")?,
+            blake3: r.opt_str("blake3")?,
             wrapped_key: r.bytes("wrapped_key")?,
             nonce_prefix: r.bytes("nonce_prefix")?,
         },
     })
 }
 
-const VERSION_SELECT: &str = "SELECT v.id, v.node_id, v.number, v.size, v.created_at, v.created_by, v.blob_id, b.size AS blob_size, b.sha256, b.wrapped_key, b.nonce_prefix, u.display_name AS created_by_name FROM file_versions v JOIN blobs b ON b.id = v.blob_id LEFT JOIN users u ON u.id = v.created_by";
+const VERSION_SELECT: &str = "SELECT v.id, v.node_id, v.number, v.size, v.created_at, v.created_by, v.blob_id, b.size AS blob_size, b.sha256, b.blake3, b.wrapped_key, b.nonce_prefix, u.display_name AS created_by_name FROM file_versions v JOIN blobs b ON b.id = v.blob_id LEFT JOIN users u ON u.id = v.created_by";
 
 pub async fn versions(db: &Db, g: &ProjectGrant<Read>, file: NodeId) -> Result<Vec<Version>> {
     let n = load(&db.read, g.project_id(), file, true).await?;
@@ -67,7 +68,7 @@ pub async fn version<P: ProjectPermission>(
     let row = db.fetch_point(
         "SELECT n.id AS n_id, n.parent_id AS n_parent_id, n.name AS n_name, n.size AS n_size, n.current_version_id AS n_cur, \
          n.created_at AS n_created_at, n.created_by AS n_created_by, n.modified_at AS n_modified_at, n.modified_by AS n_modified_by, \
-         v.id, v.node_id, v.number, v.size, v.created_at, v.created_by, v.blob_id, b.size AS blob_size, b.sha256, b.wrapped_key, b.nonce_prefix, \
+         v.id, v.node_id, v.number, v.size, v.created_at, v.created_by, v.blob_id, b.size AS blob_size, b.sha256, b.blake3, b.wrapped_key, b.nonce_prefix, \
          u.display_name AS created_by_name \
          FROM nodes n JOIN file_versions v ON v.node_id = n.id AND v.id = COALESCE($3, n.current_version_id) \
          JOIN blobs b ON b.id = v.blob_id LEFT JOIN users u ON u.id = v.created_by \

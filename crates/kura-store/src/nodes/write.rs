@@ -39,7 +39,7 @@ pub async fn create_folder(
 const CHARGE_QUOTA: &str =
     "UPDATE orgs SET used_bytes = used_bytes + $1 WHERE id = $2 AND used_bytes + $1 <= quota_bytes";
 
-const INSERT_BLOB: &str = "INSERT INTO blobs (id, org_id, size, chunk_size, wrapped_key, nonce_prefix, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+const INSERT_BLOB: &str = "INSERT INTO blobs (id, org_id, size, chunk_size, wrapped_key, nonce_prefix, sha256, created_at, blake3) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 pub(super) async fn charge_quota(
     tx: &mut Transaction<'_, Any>,
@@ -94,6 +94,7 @@ pub(super) async fn insert_blob(
         .bind(b.nonce_prefix.clone())
         .bind(b.sha256.clone())
         .bind(now_micros())
+        .bind(b.blake3.clone())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -201,6 +202,7 @@ impl NewFileRows {
                     blob.nonce_prefix.clone().into(),
                     blob.sha256.clone().into(),
                     now.into(),
+                    blob.blake3.clone().into(),
                 ],
                 IfNoRow::Fine,
             ),

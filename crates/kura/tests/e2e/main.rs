@@ -82,6 +82,11 @@ async fn ops_fsck_and_master_key_rotation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_digests_are_checked_on_read() {
+    operations::digests_are_checked_on_read().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_cli_admin_commands() {
     operations::cli_admin_commands().await;
 }

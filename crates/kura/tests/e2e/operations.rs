@@ -540,3 +540,69 @@ pub async fn tls_listener_serves_https_with_hsts() {
     assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Each blob records SHA-256 (the digest clients see) and BLAKE3 (the one
+/// reads check). A whole-file read whose digest does not match is refused
+/// and audited; a blob stored before BLAKE3 was recorded is checked against
+/// SHA-256; fsck checks both.
+pub async fn digests_are_checked_on_read() {
+    use sqlx::Connection;
+    let w = world(ServerOpts::default(), None).await;
+    let (a, p) = (&w.alice, &w.p);
+    let id = a
+        .upload_ok(p, &p.root, "digest.txt", b"digest me".to_vec())
+        .await;
+    let url = format!("/api/projects/{}/files/{id}/content", p.id);
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&w.server.db_url)
+        .await
+        .expect("connect to the database");
+    let row: (String, String, Option<String>) = sqlx::query_as(
+        "SELECT b.id, b.sha256, b.blake3 FROM blobs b JOIN file_versions v ON v.blob_id = b.id WHERE v.node_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&mut db)
+    .await
+    .expect("the file's blob");
+    let (blob, sha256, blake3) = (row.0, row.1, row.2.expect("BLAKE3 is recorded"));
+    assert_eq!((sha256.len(), blake3.len()), (64, 64));
+    assert_ne!(sha256, blake3);
+    assert_eq!(a.download(&url).await.status(), StatusCode::OK);
+    for (col, value, expect) in [
+        // A wrong BLAKE3: refused.
+        (
+            "blake3",
+            Some("0".repeat(64)),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+        // None recorded (a blob from before): checked against SHA-256.
+        ("blake3", None, StatusCode::OK),
+        // ... and then a wrong SHA-256 is refused.
+        (
+            "sha256",
+            Some("1".repeat(64)),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+        // With BLAKE3 back, reads pass again (they check BLAKE3 only).
+        ("blake3", Some(blake3.clone()), StatusCode::OK),
+    ] {
+        sqlx::query(&format!("UPDATE blobs SET {col} = $1 WHERE id = $2"))
+            .bind(value)
+            .bind(&blob)
+            .execute(&mut db)
+            .await
+            .expect("update");
+        assert_eq!(
+            a.download(&url).await.status(),
+            expect,
+            "after setting {col}"
+        );
+    }
+    let (_, ev) = w.root.get("/api/admin/audit?action=blob.corrupt").await;
+    assert_eq!(ev["items"].as_array().unwrap().len(), 2, "{ev}");
+    // fsck still finds the wrong SHA-256.
+    let out = w.server.cli(&["fsck", "--sweep-min-age-secs", "0"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("SHA-256"), "{text}");
+}
