@@ -36,8 +36,18 @@ pub struct BlobInfo {
 
 impl BlobStore {
     pub fn local(root: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&root)
-            .map_err(|e| crate::StoreError::Internal(format!("{}: {e}", root.display())))?;
+        let io =
+            |e: std::io::Error| crate::StoreError::Internal(format!("{}: {e}", root.display()));
+        std::fs::create_dir_all(&root).map_err(io)?;
+        // Every folder a blob can land in (the first two hex digits of its
+        // random id), made durable once: a committed blob then never
+        // depends on a folder entry that a crash could still lose.
+        for b in 0..=255u8 {
+            std::fs::create_dir_all(root.join(format!("{b:02x}"))).map_err(io)?;
+        }
+        std::fs::File::open(&root)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         let fs = LocalFileSystem::new_with_prefix(&root)?;
         Ok(Self {
             inner: Arc::new(fs),
@@ -76,14 +86,18 @@ impl BlobStore {
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
             let dir = file.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
-            // A name with '#', as object_store's staging files: swept if a
-            // crash leaves it behind, never listed as a blob.
+            // A name with '#': `sweep_staging` removes it if a crash leaves
+            // it behind, and `list` skips it (not a blob id).
             let mut staging = file.clone().into_os_string();
             staging.push("#whole");
             let staging = PathBuf::from(staging);
             let mut f = match std::fs::File::create_new(&staging) {
+                // Its folder was removed since start: made again, durably.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     std::fs::create_dir_all(dir)?;
+                    if let Some(root) = dir.parent() {
+                        std::fs::File::open(root)?.sync_all()?;
+                    }
                     std::fs::File::create_new(&staging)?
                 }
                 other => other?,
@@ -97,7 +111,12 @@ impl BlobStore {
                 let _ = std::fs::remove_file(&staging);
                 return Err(e);
             }
-            std::fs::File::open(dir)?.sync_all()
+            // The caller never learns this id on an error: remove the blob.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&file);
+                })
         })
         .await
         .map_err(|e| crate::StoreError::Internal(e.to_string()))?

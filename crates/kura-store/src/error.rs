@@ -25,6 +25,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From the rusqlite connections SQLite's hot paths use (point reads,
+    /// the audit writer, the upload group commit).
+    #[error("database error: {0}")]
+    Lite(#[from] rusqlite::Error),
     #[error("blob store error: {0}")]
     Blob(#[from] object_store::Error),
     #[error("key error: {0}")]
@@ -40,6 +44,12 @@ impl StoreError {
     pub fn conflict_on_unique(self, message: &str) -> Self {
         match &self {
             StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                StoreError::Conflict(message.to_string())
+            }
+            StoreError::Lite(rusqlite::Error::SqliteFailure(f, _))
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
                 StoreError::Conflict(message.to_string())
             }
             _ => self,

@@ -80,7 +80,7 @@ impl TailWriter {
 
     /// Run `f` in one write transaction, committed (durably) if it returns
     /// Ok and rolled back otherwise. Blocking, as `append`.
-    pub fn transaction<T>(
+    pub(crate) fn transaction<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
@@ -153,7 +153,7 @@ impl TailWriter {
 
     /// Link `recs` into their chains and append them to the tail inside
     /// `tx`, setting their ids.
-    pub fn append_in(tx: &rusqlite::Transaction<'_>, recs: &mut [Record]) -> Result<()> {
+    pub(crate) fn append_in(tx: &rusqlite::Transaction<'_>, recs: &mut [Record]) -> Result<()> {
         // Reserve each chain's positions (in chain order, as append_many does).
         let mut counts = chain_counts(recs);
         counts.sort();

@@ -87,10 +87,10 @@ pub async fn commit_new_file(
 }
 
 /// One transaction for the whole group; per upload a savepoint, so that one
-/// refusal leaves no trace and does not undo the others (a group of one
-/// needs none: its refusal rolls back the transaction). The audit events of
-/// the uploads that went in are appended together at the end, so each
-/// upload costs its own rows and no more statements.
+/// refusal leaves no trace and does not undo the others (through sqlx, a
+/// group of one needs none: its refusal rolls back the transaction). The
+/// audit events of the uploads that went in are appended together at the
+/// end, so each upload costs its own rows and no more statements.
 async fn commit_group(db: &Db, group: &[NewFile]) -> Result<Vec<Result<Node>>> {
     let rows: Vec<NewFileRows> = group
         .iter()
@@ -158,14 +158,7 @@ fn commit_group_lite(
         let done = r.statements.iter().try_for_each(|(sql, params, if_none)| {
             let mut st = tx.prepare_cached(sql).map_err(lite)?;
             bind_numbered(&mut st, params).map_err(lite)?;
-            let changed = st.raw_execute().map_err(|e| match &e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-                {
-                    StoreError::Conflict(NAME_TAKEN.into())
-                }
-                _ => lite(e),
-            })?;
+            let changed = st.raw_execute().map_err(|e| if_none.error(e.into()))?;
             if_none.check(changed as u64)
         });
         if done.is_err() {

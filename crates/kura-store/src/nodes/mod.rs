@@ -153,10 +153,8 @@ pub(super) async fn live_folder(
     Ok(n)
 }
 
-pub(super) const NAME_TAKEN: &str = "an item with this name already exists in the folder";
-
 pub(super) fn name_taken(e: StoreError) -> StoreError {
-    e.conflict_on_unique(NAME_TAKEN)
+    e.conflict_on_unique("an item with this name already exists in the folder")
 }
 
 // ---- listing ----

@@ -156,12 +156,14 @@ pub(super) struct NewFileRows {
     pub event: AuditEvent,
 }
 
-/// What a statement that changed no row means.
+/// What a statement's refusal means to the client.
 #[derive(Clone, Copy)]
 pub(super) enum IfNoRow {
     Fine,
+    /// No row changed: the organization's quota is full.
     QuotaExceeded,
-    /// The target folder is gone (trashed or deleted meanwhile).
+    /// The node insert: no row means the target folder is gone (trashed or
+    /// deleted meanwhile); a unique violation, that the name is taken.
     FolderGone,
 }
 
@@ -171,6 +173,14 @@ impl IfNoRow {
             (IfNoRow::QuotaExceeded, 0) => Err(StoreError::QuotaExceeded),
             (IfNoRow::FolderGone, 0) => Err(StoreError::NotFound),
             _ => Ok(()),
+        }
+    }
+
+    /// A failed statement as the client should hear of it.
+    pub fn error(self, e: StoreError) -> StoreError {
+        match self {
+            IfNoRow::FolderGone => name_taken(e),
+            _ => e,
         }
     }
 }
@@ -280,7 +290,7 @@ pub(super) async fn insert_new_file(
         let done = bind_all(sqlx::query(sql), params)
             .execute(&mut **tx)
             .await
-            .map_err(|e| name_taken(e.into()))?;
+            .map_err(|e| if_none.error(e.into()))?;
         if_none.check(done.rows_affected())?;
     }
     Ok(())
