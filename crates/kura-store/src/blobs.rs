@@ -66,8 +66,19 @@ impl BlobStore {
         Some(self.local_root.as_ref()?.join(&s[..2]).join(&s))
     }
 
-    /// Start writing a new blob; finish with [`BlobStore::finish`].
-    pub async fn writer(&self, id: BlobId) -> Result<WriteMultipart> {
+    /// The local backend's staging file and final file for `id`. The
+    /// staging name has a '#': `sweep_staging` removes it if a crash leaves
+    /// it behind, and `list` skips it (not a blob id).
+    pub(crate) fn local_staging(&self, id: BlobId) -> Option<(PathBuf, PathBuf)> {
+        let file = self.local_file(id)?;
+        let mut staging = file.clone().into_os_string();
+        staging.push("#whole");
+        Some((PathBuf::from(staging), file))
+    }
+
+    /// Start a multipart write of a new blob on a store other than the
+    /// local one (see `blob_stream`); finish with [`BlobStore::finish`].
+    pub(crate) async fn writer(&self, id: BlobId) -> Result<WriteMultipart> {
         let upload = self.inner.put_multipart(&Self::path(id)).await?;
         Ok(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
     }
@@ -78,7 +89,7 @@ impl BlobStore {
     /// place, sync the folder) where the multipart path takes five
     /// hand-offs between threads; elsewhere it is one `put`.
     pub async fn put_whole(&self, id: BlobId, sealed: Vec<u8>) -> Result<()> {
-        let Some(file) = self.local_file(id) else {
+        let Some((staging, file)) = self.local_staging(id) else {
             let payload = object_store::PutPayload::from(crate::bufpool::into_bytes(sealed));
             self.inner.put(&Self::path(id), payload).await?;
             return Ok(());
@@ -86,22 +97,7 @@ impl BlobStore {
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write;
             let dir = file.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
-            // A name with '#': `sweep_staging` removes it if a crash leaves
-            // it behind, and `list` skips it (not a blob id).
-            let mut staging = file.clone().into_os_string();
-            staging.push("#whole");
-            let staging = PathBuf::from(staging);
-            let mut f = match std::fs::File::create_new(&staging) {
-                // Its folder was removed since start: made again, durably.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir_all(dir)?;
-                    if let Some(root) = dir.parent() {
-                        std::fs::File::open(root)?.sync_all()?;
-                    }
-                    std::fs::File::create_new(&staging)?
-                }
-                other => other?,
-            };
+            let mut f = create_staging(&staging)?;
             let written = f
                 .write_all(&sealed)
                 .and_then(|()| f.sync_all())
@@ -121,24 +117,6 @@ impl BlobStore {
         .await
         .map_err(|e| crate::StoreError::Internal(e.to_string()))?
         .map_err(|e| crate::StoreError::Internal(format!("write blob {id}: {e}")))
-    }
-
-    /// Complete a blob and make it durable.
-    pub async fn finish(&self, id: BlobId, w: WriteMultipart) -> Result<()> {
-        w.finish().await?;
-        if let Some(file) = self.local_file(id) {
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                std::fs::File::open(&file)?.sync_all()?;
-                match file.parent() {
-                    Some(dir) => std::fs::File::open(dir)?.sync_all(),
-                    None => Ok(()),
-                }
-            })
-            .await
-            .map_err(|e| crate::StoreError::Internal(e.to_string()))?
-            .map_err(|e| crate::StoreError::Internal(format!("fsync blob: {e}")))?;
-        }
-        Ok(())
     }
 
     /// Read the ciphertext bytes in `range` into `buf` (emptied first),
@@ -258,5 +236,21 @@ impl BlobStore {
             return Err(e.into());
         }
         Ok(())
+    }
+}
+
+/// Create a staging file; if its folder was removed since start, make the
+/// folder again, durably (the root synced), and retry.
+pub(crate) fn create_staging(staging: &std::path::Path) -> std::io::Result<std::fs::File> {
+    match std::fs::File::create_new(staging) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = staging.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+            std::fs::create_dir_all(dir)?;
+            if let Some(root) = dir.parent() {
+                std::fs::File::open(root)?.sync_all()?;
+            }
+            std::fs::File::create_new(staging)
+        }
+        other => other,
     }
 }

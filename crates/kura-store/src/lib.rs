@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod blob_stream;
 pub mod blobs;
 pub mod bufpool;
 mod canonical_json;

@@ -62,8 +62,8 @@ where
         inflight: None,
     };
     // The first batch decides: a body that ends within it (most files) is
-    // sealed and written in one step; a longer one streams through a
-    // multipart write. Nothing exists in the store until then, so a refusal
+    // sealed and written in one step; a longer one streams batch by batch
+    // (`blob_stream`). Nothing exists in the store until then, so a refusal
     // here (too large, quota, interrupted) leaves nothing to remove.
     let mut pending = crate::bufpool::take(SEAL_BATCH + CHUNK_SIZE);
     let ended = fill(&mut body, &mut state, &mut pending, &limits).await?;
@@ -79,12 +79,12 @@ where
         .map_err(StoreError::Internal)?;
         blobs.put_whole(id, sealed).await?;
     } else {
-        let mut writer = blobs.writer(id).await?;
+        let mut writer = blobs.stream(id).await?;
         if let Err(e) = pump(&mut writer, &mut state, body, pending, &limits).await {
-            let _ = writer.abort().await;
+            writer.abort().await;
             return Err(e);
         }
-        blobs.finish(id, writer).await?;
+        writer.finish().await?;
     }
     Ok(BlobMeta {
         id,
@@ -149,7 +149,7 @@ impl Sealer {
     /// Write out the batch sealed before, then start sealing `data`.
     async fn submit(
         &mut self,
-        w: &mut object_store::WriteMultipart,
+        w: &mut crate::blob_stream::BlobStream,
         data: Option<Vec<u8>>,
         last: bool,
     ) -> Result<()> {
@@ -158,9 +158,7 @@ impl Sealer {
                 .await
                 .map_err(|e| StoreError::Internal(e.to_string()))?
                 .map_err(StoreError::Internal)?;
-            w.wait_for_capacity(1).await?;
-            // No copy: the part holds the pooled buffer until it is written.
-            w.put(crate::bufpool::into_bytes(sealed));
+            w.put(sealed).await?;
         }
         if let Some(data) = data {
             let chunks = if data.is_empty() {
@@ -215,7 +213,7 @@ where
 /// Stream the rest of a body longer than one batch; `pending` holds what
 /// `fill` read so far.
 async fn pump<S, E>(
-    w: &mut object_store::WriteMultipart,
+    w: &mut crate::blob_stream::BlobStream,
     st: &mut Sealer,
     mut body: S,
     mut pending: Vec<u8>,
