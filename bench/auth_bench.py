@@ -93,6 +93,11 @@ class Kura:
 
 def wrk_rps(args):
     out = subprocess.run(["wrk"] + args, capture_output=True, text=True, check=True).stdout
+    # A refused request is not throughput (detection once contained the
+    # benchmark's own token, and wrk counted the 401s: RESULTS.md, run 9).
+    failed = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if failed:
+        sys.exit(f"wrk: {failed.group(1)} requests were refused; the figure would be meaningless")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 

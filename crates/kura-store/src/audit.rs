@@ -788,7 +788,7 @@ async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Re
         ];
         let max = usize::try_from(limit).unwrap_or(usize::MAX);
         return lite
-            .fetch_all_blocking(sql, params, max, crate::chain::Record::from_row)
+            .fetch_rows_blocking(sql, params, max, crate::chain::Record::from_lite)
             .await;
     }
     let rows = sqlx::query(&sql)

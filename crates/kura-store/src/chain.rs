@@ -109,6 +109,33 @@ impl Record {
             chain_hash: r.opt_str("chain_hash")?,
         })
     }
+
+    /// A row of `SELECT {EVENT_COLUMNS}` read by position, straight from
+    /// SQLite's buffers (one copy per field): the trail's followers read
+    /// every event of a busy server.
+    pub fn from_lite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            ts: r.get(1)?,
+            org_id: r.get(2)?,
+            actor_user_id: r.get(3)?,
+            actor_org_id: r.get(4)?,
+            credential: r.get(5)?,
+            ip: r.get(6)?,
+            user_agent: r.get(7)?,
+            request_id: r.get(8)?,
+            action: r.get(9)?,
+            outcome: r.get(10)?,
+            project_id: r.get(11)?,
+            node_id: r.get(12)?,
+            version_id: r.get(13)?,
+            object_name: r.get(14)?,
+            bytes: r.get(15)?,
+            detail: r.get(16)?,
+            chain_seq: r.get(17)?,
+            chain_hash: r.get(18)?,
+        })
+    }
 }
 
 /// A stored event with borrowed fields: what verification reads straight

@@ -53,9 +53,36 @@ const BATCH: i64 = 2000;
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
 
 pub fn json_line(r: &Record) -> String {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    v["time"] = serde_json::Value::String(crate::time::rfc3339(r.ts));
-    v.to_string()
+    let mut buf = Vec::with_capacity(512);
+    json_line_into(&mut buf, r);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// The event as one JSON object (its fields, then `time` in RFC 3339),
+/// appended to `buf` without a line break: written straight into the
+/// batch's buffer, with no intermediate JSON value.
+fn json_line_into(buf: &mut Vec<u8>, r: &Record) {
+    let start = buf.len();
+    if serde_json::to_writer(&mut *buf, r).is_err() || buf.last() != Some(&b'}') {
+        buf.truncate(start);
+        buf.extend_from_slice(b"{");
+    } else {
+        buf.pop();
+        buf.push(b',');
+    }
+    buf.extend_from_slice(b"\"time\":\"");
+    buf.extend_from_slice(crate::time::rfc3339(r.ts).as_bytes());
+    buf.extend_from_slice(b"\"}");
+}
+
+/// A batch as JSON Lines, for one write.
+fn json_lines(batch: &[std::sync::Arc<Record>]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(batch.len() * 512);
+    for r in batch {
+        json_line_into(&mut buf, r);
+        buf.push(b'\n');
+    }
+    buf
 }
 
 /// An RFC 5424 message: facility log audit (13); warning for refusals and
@@ -106,9 +133,7 @@ async fn send(
         match sink {
             Sink::Stdout => {
                 let mut so = std::io::stdout().lock();
-                for r in batch {
-                    writeln!(so, "{}", json_line(r))?;
-                }
+                so.write_all(&json_lines(batch))?;
                 so.flush()?;
             }
             Sink::File(path) => {
@@ -121,10 +146,8 @@ async fn send(
                     );
                 }
                 if let Some(f) = out.file.as_mut() {
-                    for r in batch {
-                        writeln!(f, "{}", json_line(r))?;
-                    }
-                    f.flush()?;
+                    // One write per batch (the file is unbuffered).
+                    f.write_all(&json_lines(batch))?;
                 }
             }
             Sink::SyslogUdp(addr) => {
@@ -306,5 +329,16 @@ mod tests {
         );
         assert!(Sink::syslog("udp://127.0.0.1:514").is_ok());
         assert!(Sink::syslog("http://x").is_err());
+        // The line is the event's fields plus its time, as one JSON object.
+        let mut expected = serde_json::to_value(&r).expect("json");
+        expected["time"] = "2026-11-26T12:50:00.565015Z".into();
+        let lines = json_lines(&[Arc::new(r.clone()), Arc::new(r)]);
+        let text = String::from_utf8(lines).expect("utf-8");
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+            .collect();
+        assert_eq!(parsed, vec![expected.clone(), expected]);
+        assert!(text.ends_with("}\n"));
     }
 }

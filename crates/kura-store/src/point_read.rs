@@ -281,6 +281,42 @@ impl LiteReaders {
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
+    /// Like `fetch_all_blocking`, with each row mapped straight from
+    /// rusqlite's row (by position) instead of through a `LiteRow`.
+    pub async fn fetch_rows_blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        sql: String,
+        params: Vec<Param>,
+        max: usize,
+        map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let permit = self
+            .many
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Internal("readers closed".into()))?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            me.with_conn(|conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                bind_numbered(&mut stmt, &params)?;
+                let mut rows = stmt.raw_query();
+                let mut out = Vec::new();
+                while out.len() < max {
+                    let Some(row) = rows.next()? else {
+                        break;
+                    };
+                    out.push(map(row)?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+
     fn query(
         conn: &rusqlite::Connection,
         sql: &str,

@@ -340,6 +340,28 @@ mod tests {
         assert_eq!(names.len(), 30);
         // Following wrote nothing: the late events are still in the tail.
         assert_eq!(count(&db, "audit_tail").await, 30);
+        // Read by position (`Record::from_lite`), the events are exactly
+        // what reading them by column name gives.
+        let by_name: Vec<crate::chain::Record> = db
+            .point_reads
+            .as_ref()
+            .expect("a SQLite file")
+            .fetch_all(
+                &format!(
+                    "SELECT {} FROM audit_tail ORDER BY id",
+                    crate::audit::EVENT_COLUMNS
+                ),
+                &[],
+                1_000,
+            )
+            .expect("read")
+            .iter()
+            .map(crate::chain::Record::from_row)
+            .collect::<crate::error::Result<_>>()
+            .expect("records");
+        let by_position: Vec<crate::chain::Record> =
+            all[60..].iter().map(|r| (**r).clone()).collect();
+        assert_eq!(by_position, by_name);
         let after = crate::audit::events_after(&db, ids[59], 1_000)
             .await
             .expect("follow");
