@@ -46,11 +46,16 @@ def main():
     finally:
         for k in servers:
             k.stop()
-    for b in bins:
-        rps = [r for r, _ in res[b]]
-        cpu = [c for _, c in res[b]]
-        print(f"{b}: req/s {', '.join(f'{r:,.0f}' for r in rps)} (median {statistics.median(rps):,.0f}); "
-              f"CPU µs/request {', '.join(f'{c:.0f}' for c in cpu)} (median {statistics.median(cpu):.0f})")
+    report(res, "req/s", "request")
+
+
+def report(res, rate_name, per):
+    """One line per binary: its rates and CPU µs per item, with medians."""
+    for b, runs in res.items():
+        rates = [r for r, _ in runs]
+        cpu = [c for _, c in runs]
+        print(f"{b}: {rate_name} {', '.join(f'{r:,.0f}' for r in rates)} (median {statistics.median(rates):,.0f}); "
+              f"CPU µs/{per} {', '.join(f'{c:.0f}' for c in cpu)} (median {statistics.median(cpu):.0f})")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ files were deleted in the last minutes (see bench/README.md): run it after
 asserted.
 """
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kura_bench  # noqa: E402
 from auth_bench import Kura  # noqa: E402
-from get_cpu_ab import cpu_seconds  # noqa: E402
+from get_cpu_ab import cpu_seconds, report  # noqa: E402
 
 
 def folder(k, name):
@@ -71,11 +70,7 @@ def main():
         for k in servers:
             k.stop()
         subprocess.run(["rm", "-rf", src])
-    for b in args:
-        rates = [r for r, _ in res[b]]
-        cpu = [c for _, c in res[b]]
-        print(f"{b}: uploads/s {', '.join(f'{r:,.0f}' for r in rates)} (median {statistics.median(rates):,.0f}); "
-              f"CPU µs/upload {', '.join(f'{c:.0f}' for c in cpu)} (median {statistics.median(cpu):.0f})")
+    report(res, "uploads/s", "upload")
 
 
 if __name__ == "__main__":

@@ -265,20 +265,8 @@ impl LiteReaders {
         max: usize,
         map: fn(&LiteRow) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let permit = self
-            .many
-            .clone()
-            .acquire_owned()
+        self.blocking(move |me| me.fetch_all(&sql, &params, max)?.iter().map(map).collect())
             .await
-            .map_err(|_| StoreError::Internal("readers closed".into()))?;
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            // Held until the read ends, even if the caller went away.
-            let _permit = permit;
-            me.fetch_all(&sql, &params, max)?.iter().map(map).collect()
-        })
-        .await
-        .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
     /// Like `fetch_all_blocking`, with each row mapped straight from
@@ -290,15 +278,7 @@ impl LiteReaders {
         max: usize,
         map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>> {
-        let permit = self
-            .many
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Internal("readers closed".into()))?;
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        self.blocking(move |me| {
             me.with_conn(|conn| {
                 let mut stmt = conn.prepare_cached(&sql)?;
                 bind_numbered(&mut stmt, &params)?;
@@ -312,6 +292,27 @@ impl LiteReaders {
                 }
                 Ok(out)
             })
+        })
+        .await
+    }
+
+    /// Run a read of many rows on a blocking thread, at most `MANY_AT_ONCE`
+    /// at a time.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Self) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let permit = self
+            .many
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Internal("readers closed".into()))?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // Held until the read ends, even if the caller went away.
+            let _permit = permit;
+            read(&me)
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))?
