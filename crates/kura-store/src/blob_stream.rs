@@ -29,7 +29,8 @@ pub enum BlobStream {
 
 pub struct LocalStream {
     file: Arc<std::fs::File>,
-    staging: PathBuf,
+    /// None once `finish` or `abort` has taken charge of the file.
+    staging: Option<PathBuf>,
     dest: PathBuf,
     offset: u64,
     synced_to: u64,
@@ -66,7 +67,7 @@ impl BlobStore {
             .map_err(io_error("create blob"))?;
         Ok(BlobStream::Local(LocalStream {
             file: Arc::new(file),
-            staging,
+            staging: Some(staging),
             dest,
             offset: 0,
             synced_to: 0,
@@ -89,7 +90,10 @@ impl BlobStream {
             }
             BlobStream::Local(s) => s,
         };
-        joined(s.writing.take(), "write blob").await?;
+        if let Err(e) = joined(s.writing.take(), "write blob").await {
+            crate::bufpool::give(sealed);
+            return Err(e);
+        }
         let (file, at) = (s.file.clone(), s.offset);
         s.offset += sealed.len() as u64;
         s.writing = Some(tokio::task::spawn_blocking(move || {
@@ -123,10 +127,21 @@ impl BlobStream {
         };
         joined(s.writing.take(), "write blob").await?;
         joined(s.syncing.take(), "sync blob").await?;
-        let (file, staging, dest) = (s.file.clone(), s.staging.clone(), s.dest.clone());
+        let staging = s
+            .staging
+            .take()
+            .ok_or_else(|| StoreError::Internal("blob stream already finished".into()))?;
+        let (file, dest) = (s.file.clone(), s.dest.clone());
+        // From here the blocking task cleans up after itself, even if this
+        // request is cancelled meanwhile.
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            file.sync_all()?;
-            std::fs::rename(&staging, &dest)?;
+            if let Err(e) = file
+                .sync_all()
+                .and_then(|()| std::fs::rename(&staging, &dest))
+            {
+                let _ = std::fs::remove_file(&staging);
+                return Err(e);
+            }
             let synced = dest
                 .parent()
                 .ok_or(std::io::Error::from(std::io::ErrorKind::InvalidInput))
@@ -152,8 +167,10 @@ impl BlobStream {
             BlobStream::Local(mut s) => {
                 let _ = joined(s.writing.take(), "write blob").await;
                 let _ = joined(s.syncing.take(), "sync blob").await;
-                let staging = s.staging.clone();
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(staging)).await;
+                if let Some(staging) = s.staging.take() {
+                    let _ =
+                        tokio::task::spawn_blocking(move || std::fs::remove_file(staging)).await;
+                }
             }
         }
     }
@@ -161,19 +178,11 @@ impl BlobStream {
 
 impl Drop for LocalStream {
     /// A stream dropped without `finish` or `abort` (its request was
-    /// cancelled) leaves no staging file behind once its writes are done.
+    /// cancelled) leaves no staging file behind. Removing it while a write
+    /// is still running is safe: the open file keeps the data until closed.
     fn drop(&mut self) {
-        if self.writing.is_some() || self.syncing.is_some() || self.staging.exists() {
-            let (writing, syncing) = (self.writing.take(), self.syncing.take());
-            let staging = self.staging.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = joined(writing, "write blob").await;
-                    let _ = joined(syncing, "sync blob").await;
-                    let _ =
-                        tokio::task::spawn_blocking(move || std::fs::remove_file(staging)).await;
-                });
-            }
+        if let Some(staging) = self.staging.take() {
+            let _ = std::fs::remove_file(staging);
         }
     }
 }

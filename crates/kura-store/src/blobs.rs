@@ -77,7 +77,7 @@ impl BlobStore {
     }
 
     /// Start a multipart write of a new blob on a store other than the
-    /// local one (see `blob_stream`); finish with [`BlobStore::finish`].
+    /// local one (see `blob_stream`); finish with `WriteMultipart::finish` (see `BlobStream::finish`).
     pub(crate) async fn writer(&self, id: BlobId) -> Result<WriteMultipart> {
         let upload = self.inner.put_multipart(&Self::path(id)).await?;
         Ok(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))

@@ -146,8 +146,14 @@ async fn send(
                     );
                 }
                 if let Some(f) = out.file.as_mut() {
-                    // One write per batch (the file is unbuffered).
-                    f.write_all(&json_lines(batch))?;
+                    // One write per batch (the file is unbuffered). A write
+                    // that fails part-way is cut back, so that the retry
+                    // does not continue a half-written line.
+                    let before = f.metadata()?.len();
+                    if let Err(e) = f.write_all(&json_lines(batch)) {
+                        let _ = f.set_len(before);
+                        return Err(e);
+                    }
                 }
             }
             Sink::SyslogUdp(addr) => {
