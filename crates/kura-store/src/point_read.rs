@@ -196,10 +196,6 @@ const MANY_AT_ONCE: usize = 4;
 /// More idle connections than threads that can ask at once are never used.
 const MAX_IDLE: usize = 8;
 
-fn db_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(format!("database error: {e}"))
-}
-
 impl LiteReaders {
     pub fn new(file: PathBuf) -> Self {
         Self {
@@ -231,7 +227,7 @@ impl LiteReaders {
         let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match taken {
             Some(c) => c,
-            None => self.open().map_err(db_error)?,
+            None => self.open()?,
         };
         let out = f(&conn);
         // A connection that failed is dropped rather than reused.
@@ -242,7 +238,7 @@ impl LiteReaders {
                 }
             }
         }
-        out.map_err(db_error)
+        Ok(out?)
     }
 
     /// The first row of `sql` with `params` bound as `$1`, `$2`, …
@@ -278,22 +274,8 @@ impl LiteReaders {
         max: usize,
         map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>> {
-        self.blocking(move |me| {
-            me.with_conn(|conn| {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                bind_numbered(&mut stmt, &params)?;
-                let mut rows = stmt.raw_query();
-                let mut out = Vec::new();
-                while out.len() < max {
-                    let Some(row) = rows.next()? else {
-                        break;
-                    };
-                    out.push(map(row)?);
-                }
-                Ok(out)
-            })
-        })
-        .await
+        self.blocking(move |me| me.with_conn(|conn| Self::rows(conn, &sql, &params, max, map)))
+            .await
     }
 
     /// Run a read of many rows on a blocking thread, at most `MANY_AT_ONCE`
@@ -318,30 +300,47 @@ impl LiteReaders {
         .map_err(|e| StoreError::Internal(e.to_string()))?
     }
 
-    fn query(
+    /// The first `max` rows of `sql`, each mapped by `map`.
+    fn rows<T>(
         conn: &rusqlite::Connection,
         sql: &str,
         params: &[Param],
         max: usize,
-    ) -> rusqlite::Result<Vec<LiteRow>> {
+        mut map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Vec<T>> {
         let mut stmt = conn.prepare_cached(sql)?;
         bind_numbered(&mut stmt, params)?;
-        let names: Arc<[String]> = stmt.column_names().iter().map(|s| s.to_string()).collect();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
         while out.len() < max {
             let Some(row) = rows.next()? else {
                 break;
             };
+            out.push(map(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Rows copied out with their column names.
+    fn query(
+        conn: &rusqlite::Connection,
+        sql: &str,
+        params: &[Param],
+        max: usize,
+    ) -> rusqlite::Result<Vec<LiteRow>> {
+        let mut names: Option<Arc<[String]>> = None;
+        Self::rows(conn, sql, params, max, |row| {
+            let names = names
+                .get_or_insert_with(|| {
+                    let stmt: &rusqlite::Statement<'_> = row.as_ref();
+                    stmt.column_names().iter().map(|s| s.to_string()).collect()
+                })
+                .clone();
             let values = (0..names.len())
                 .map(|i| row.get::<_, Value>(i))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            out.push(LiteRow {
-                names: names.clone(),
-                values,
-            });
-        }
-        Ok(out)
+            Ok(LiteRow { names, values })
+        })
     }
 }
 

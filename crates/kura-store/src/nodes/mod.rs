@@ -235,27 +235,26 @@ pub async fn list_children(
     }
     let terms = format!("n.is_file ASC, {col} {dir}, n.id {dir}");
     let order = format!("ORDER BY {terms} LIMIT {}", limit + 1);
+    let mut params: Vec<Param> = vec![folder.to_string().into(), g.project_id().to_string().into()];
+    if let Some(c) = &cur {
+        params.push(c.f.into());
+        params.push(match sort {
+            SortKey::Name => c.s.clone().unwrap_or_default().into(),
+            _ => c.i.unwrap_or_default().into(),
+        });
+        params.push(c.id.clone().into());
+    }
     let mut items = match &db.point_reads {
         // SQLite file: the rows straight from SQLite, in order, on a
         // blocking thread (no JSON document to build and parse).
         Some(lite) => {
-            let mut params: Vec<crate::point_read::Param> =
-                vec![folder.to_string().into(), g.project_id().to_string().into()];
-            if let Some(c) = &cur {
-                params.push(c.f.into());
-                params.push(match sort {
-                    SortKey::Name => c.s.clone().unwrap_or_default().into(),
-                    _ => c.i.unwrap_or_default().into(),
-                });
-                params.push(c.id.clone().into());
-            }
             let sql = format!("SELECT {NODE_COLS} FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE {filter} {order}");
             lite.fetch_all_blocking(sql, params, (limit + 1) as usize, node_from_row)
                 .await?
         }
         None => {
             let sql = format!("SELECT {NODE_COLS}, ROW_NUMBER() OVER (ORDER BY {terms}) AS rn FROM nodes n LEFT JOIN users u ON u.id = n.modified_by WHERE {filter} {order}");
-            list_as_json(db, &sql, sort, folder, g.project_id(), cur.as_ref()).await?
+            list_as_json(db, &sql, &params).await?
         }
     };
     let next_cursor = if items.len() as i64 > limit {
@@ -282,14 +281,7 @@ pub async fn list_children(
 /// PostgreSQL (and SQLite in memory): the page of `sql` as one JSON
 /// document, because handing thousands of rows one by one from the database
 /// costs far more than building and parsing the document.
-async fn list_as_json(
-    db: &Db,
-    sql: &str,
-    sort: SortKey,
-    folder: NodeId,
-    project: ProjectId,
-    cur: Option<&Cursor>,
-) -> Result<Vec<Node>> {
+async fn list_as_json(db: &Db, sql: &str, params: &[Param]) -> Result<Vec<Node>> {
     let row_json = "s.id, s.project_id, s.parent_id, s.is_file, s.name, s.size, s.current_version_id, s.created_at, s.created_by, s.modified_at, s.modified_by, s.trashed_at, s.modified_by_name, s.rn";
     let sql = match db.backend {
         crate::db::Backend::Sqlite => {
@@ -299,18 +291,9 @@ async fn list_as_json(
             format!("SELECT json_agg(json_build_array({row_json}))::text AS j FROM ({sql}) s")
         }
     };
-    let mut q = sqlx::query(&sql)
-        .bind(folder.to_string())
-        .bind(project.to_string());
-    if let Some(c) = cur {
-        q = q.bind(c.f);
-        q = match sort {
-            SortKey::Name => q.bind(c.s.clone().unwrap_or_default()),
-            _ => q.bind(c.i.unwrap_or_default()),
-        };
-        q = q.bind(c.id.clone());
-    }
-    let row = q.fetch_one(&db.read).await?;
+    let row = bind_all(sqlx::query(&sql), params)
+        .fetch_one(&db.read)
+        .await?;
     nodes_from_json(row.opt_str("j")?.as_deref().unwrap_or("[]"))
 }
 
