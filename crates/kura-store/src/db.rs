@@ -97,7 +97,17 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_blob_blake3.sql"),
         postgres: include_str!("../migrations/postgres/0009_blob_blake3.sql"),
     },
+    Migration {
+        version: 10,
+        name: "audit_body",
+        sqlite: SQLITE_AUDIT_BODY,
+        postgres: include_str!("../migrations/postgres/0010_audit_body.sql"),
+    },
 ];
+
+/// The SQLite migration that stores the trail as canonical bodies; its
+/// table definitions are what `verify_scan` expects to find.
+pub(crate) const SQLITE_AUDIT_BODY: &str = include_str!("../migrations/sqlite/0010_audit_body.sql");
 
 impl Db {
     /// Connect to `url` (`sqlite://PATH` or `postgres://…`).
@@ -306,7 +316,7 @@ mod tests {
             assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
             // The audit tail is how SQLite's single writer keeps up; PostgreSQL
             // appends to the trail directly.
-            if m.name == "audit_tail" {
+            if m.name == "audit_tail" || m.name == "audit_body" {
                 continue;
             }
             let count = |s: &str, what: &str| s.matches(what).count();
