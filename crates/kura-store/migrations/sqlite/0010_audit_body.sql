@@ -7,7 +7,10 @@
 -- hands out a column for about 30 ns here, more than hashing the event).
 -- The fields the scope report, the indexes and verification read are
 -- STORED; the four that only detail pages read are VIRTUAL (computed when
--- read), which keeps each row smaller. `chain::verify_scan` checks that
+-- read), which keeps each row smaller. The tail's are all VIRTUAL and
+-- without NOT NULL: an append then parses nothing (a NOT NULL generated
+-- column is computed on insert to be checked), and only the followers,
+-- which read the tail, compute them. `chain::verify_scan` checks that
 -- these two definitions are the ones below before it relies on them.
 -- SQLite only: PostgreSQL keeps plain columns and verifies them one by one.
 ALTER TABLE audit_events RENAME TO audit_events_v9;
@@ -39,7 +42,7 @@ CREATE TABLE audit_tail (
     body TEXT NOT NULL,
     chain_hash TEXT,
     chain_seq INTEGER GENERATED ALWAYS AS (json_extract(body, '$[1]')) VIRTUAL,
-    ts INTEGER NOT NULL GENERATED ALWAYS AS (json_extract(body, '$[2]')) VIRTUAL,
+    ts INTEGER GENERATED ALWAYS AS (json_extract(body, '$[2]')) VIRTUAL,
     org_id TEXT GENERATED ALWAYS AS (json_extract(body, '$[3]')) VIRTUAL,
     actor_user_id TEXT GENERATED ALWAYS AS (json_extract(body, '$[4]')) VIRTUAL,
     actor_org_id TEXT GENERATED ALWAYS AS (json_extract(body, '$[5]')) VIRTUAL,
@@ -47,8 +50,8 @@ CREATE TABLE audit_tail (
     ip TEXT GENERATED ALWAYS AS (json_extract(body, '$[7]')) VIRTUAL,
     user_agent TEXT GENERATED ALWAYS AS (json_extract(body, '$[8]')) VIRTUAL,
     request_id TEXT GENERATED ALWAYS AS (json_extract(body, '$[9]')) VIRTUAL,
-    action TEXT NOT NULL GENERATED ALWAYS AS (json_extract(body, '$[10]')) VIRTUAL,
-    outcome TEXT NOT NULL GENERATED ALWAYS AS (json_extract(body, '$[11]')) VIRTUAL,
+    action TEXT GENERATED ALWAYS AS (json_extract(body, '$[10]')) VIRTUAL,
+    outcome TEXT GENERATED ALWAYS AS (json_extract(body, '$[11]')) VIRTUAL,
     project_id TEXT GENERATED ALWAYS AS (json_extract(body, '$[12]')) VIRTUAL,
     node_id TEXT GENERATED ALWAYS AS (json_extract(body, '$[13]')) VIRTUAL,
     version_id TEXT GENERATED ALWAYS AS (json_extract(body, '$[14]')) VIRTUAL,

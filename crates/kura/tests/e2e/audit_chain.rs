@@ -108,6 +108,12 @@ async fn chained_world() -> (crate::files::World, String, String) {
     let (ok, text) = verify(&w.server, None);
     assert!(ok, "an untouched trail verifies: {text}");
     assert!(text.contains("OK"), "{text}");
+    let out = w.server.cli(&["audit", "verify", "--columns"]);
+    assert!(
+        out.status.success(),
+        "read column by column too: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     (w, org, slug)
 }
 
@@ -124,6 +130,12 @@ pub async fn verify_pinpoints_edit_delete_insert_swap() {
         "UPDATE audit_events SET body = json_set(body, '$[15]', 'innocent.txt') WHERE id = $1"
     };
     sqlx::query(edit).bind(id).execute(&mut c).await.unwrap();
+    let out = w.server.cli(&["audit", "verify", "--columns", "--org", &slug]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("[modified]") && text.contains("position 5"),
+        "{text}"
+    );
     let (ok, text) = verify(&w.server, Some(&slug));
     assert!(!ok, "{text}");
     assert!(
