@@ -130,7 +130,9 @@ pub async fn verify_pinpoints_edit_delete_insert_swap() {
         "UPDATE audit_events SET body = json_set(body, '$[15]', 'innocent.txt') WHERE id = $1"
     };
     sqlx::query(edit).bind(id).execute(&mut c).await.unwrap();
-    let out = w.server.cli(&["audit", "verify", "--columns", "--org", &slug]);
+    let out = w
+        .server
+        .cli(&["audit", "verify", "--columns", "--org", &slug]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !out.status.success() && text.contains("[modified]") && text.contains("position 5"),
