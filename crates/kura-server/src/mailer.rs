@@ -32,6 +32,20 @@ pub struct Mailer {
     tx: mpsc::Sender<Outgoing>,
     pub sent: Arc<AtomicU64>,
     pub failed: Arc<AtomicU64>,
+    smtp: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+/// A plain-text message from `from` to `to`.
+fn message(from: &Mailbox, to: &str, subject: &str, body: String) -> Result<Message, String> {
+    let to = to.parse::<Mailbox>().map_err(|e| e.to_string())?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| e.to_string())
 }
 
 const QUEUE: usize = 1000;
@@ -77,21 +91,10 @@ impl Mailer {
         let sent = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let (s2, f2) = (sent.clone(), failed.clone());
+        let (queue_smtp, queue_from) = (smtp.clone(), from.clone());
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
-                let msg = match m
-                    .to
-                    .parse::<Mailbox>()
-                    .map_err(|e| e.to_string())
-                    .and_then(|to| {
-                        Message::builder()
-                            .from(from.clone())
-                            .to(to)
-                            .subject(m.subject.clone())
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(m.body.clone())
-                            .map_err(|e| e.to_string())
-                    }) {
+                let msg = match message(&queue_from, &m.to, &m.subject, m.body) {
                     Ok(msg) => msg,
                     Err(e) => {
                         tracing::warn!(error = %e, "email not built");
@@ -101,7 +104,7 @@ impl Mailer {
                 };
                 let mut delivered = false;
                 for attempt in 0..3u32 {
-                    match smtp.send(msg.clone()).await {
+                    match queue_smtp.send(msg.clone()).await {
                         Ok(_) => {
                             delivered = true;
                             break;
@@ -120,7 +123,29 @@ impl Mailer {
                 }
             }
         });
-        Ok(Arc::new(Self { tx, sent, failed }))
+        Ok(Arc::new(Self {
+            tx,
+            sent,
+            failed,
+            smtp,
+            from,
+        }))
+    }
+
+    /// Send one message now and say whether the relay took it (one try: the
+    /// caller keeps the message and decides when to try again).
+    pub async fn deliver(&self, to: &str, subject: &str, body: String) -> Result<(), String> {
+        let msg = message(&self.from, to, subject, body)?;
+        match self.smtp.send(msg).await {
+            Ok(_) => {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Queue a message; never waits. A full queue drops it (counted).

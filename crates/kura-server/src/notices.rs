@@ -67,8 +67,9 @@ pub fn locked(s: &AppState, user: &User, reason: &str) {
     );
 }
 
-/// A security alert, to an organization's security contacts.
-pub fn alert(s: &AppState, to: &str, a: &kura_store::alerts::Alert) {
+/// A security alert, to an organization's security contacts: the subject and body of an alert notice (sent by the delivery loop,
+/// `responder::deliver`, which keeps it until the relay takes it).
+pub fn alert_message(s: &AppState, a: &kura_store::alerts::Alert) -> (String, String) {
     let link = format!("{}/security", s.config.public_url.trim_end_matches('/'));
     let body = format!(
         "Kura raised a {severity} security alert.\n\n\
@@ -84,13 +85,9 @@ pub fn alert(s: &AppState, to: &str, a: &kura_store::alerts::Alert) {
         contain = a.containment,
         id = a.id,
     );
-    send(
-        s,
-        to,
-        &format!(
-            "Kura security alert ({}): {} / セキュリティアラート",
-            a.severity, a.rule
-        ),
-        body,
+    let subject = format!(
+        "Kura security alert ({}): {} / セキュリティアラート",
+        a.severity, a.rule
     );
+    (subject, body)
 }

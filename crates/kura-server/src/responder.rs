@@ -7,6 +7,7 @@
 
 use crate::state::AppState;
 use hmac::{Hmac, Mac};
+use kura_store::alert_outbox::{self as outbox, Channel, Delivery};
 use kura_store::alerts::{self, Alert};
 use kura_store::detect::{Detector, Finding, Inputs};
 use kura_store::detection::{self, Containment, DetectionConfig};
@@ -311,51 +312,143 @@ async fn recipients(s: &AppState, alert: &Alert, cfg: &DetectionConfig) -> Vec<S
         .unwrap_or_default()
 }
 
+/// Queue the alert's notices: an email per security contact and the
+/// organization's webhook. The delivery loop sends them (see
+/// [`start_deliveries`]); queueing is in the database, so a receiver that
+/// is down, or a restart, delays a notice instead of losing it.
 async fn notify(s: &AppState, alert: &Alert, cfg: &DetectionConfig) {
     let db = &s.store.db;
-    let org = alert.org_id.as_deref().and_then(|o| o.parse().ok());
+    let org = alert.org_id.as_deref();
     let to = recipients(s, alert, cfg).await;
     if !to.is_empty() {
-        for r in &to {
-            crate::notices::alert(s, r, alert);
+        if s.mailer.is_some() {
+            if let Err(e) = outbox::enqueue(db, &alert.id, org, Channel::Email, &to).await {
+                tracing::error!(error = %e, alert_id = %alert.id, "could not queue alert emails");
+            }
+        } else {
+            // No relay configured: say so in the trail rather than pretend.
+            let _ = alerts::record_response(
+                db,
+                org.and_then(|o| o.parse().ok()),
+                &alert.id,
+                "alert.notify",
+                Outcome::Failure,
+                serde_json::json!({"channel": "email", "recipients": to.len(), "error": "no SMTP relay configured"}),
+            )
+            .await;
         }
+    }
+    if let (Some(url), Some(_)) = (cfg.webhook_url.as_deref(), org) {
+        if let Err(e) =
+            outbox::enqueue(db, &alert.id, org, Channel::Webhook, &[url.to_string()]).await
+        {
+            tracing::error!(error = %e, alert_id = %alert.id, "could not queue the alert webhook");
+        }
+    }
+}
+
+/// How often the delivery loop looks for due notices.
+const DELIVERY_TICK: Duration = Duration::from_secs(1);
+
+/// Deliver queued alert notices on this node until the process ends: each
+/// due notice is claimed, sent once, and then marked sent or scheduled
+/// again (`alert_retry_seconds`, doubling); the final outcome is audited.
+pub fn start_deliveries(state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            let due = match outbox::claim_due(&state.store.db, 20).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert notices could not be read");
+                    Vec::new()
+                }
+            };
+            let full = due.len() == 20;
+            for d in due {
+                deliver(&state, d).await;
+            }
+            if !full {
+                tokio::time::sleep(DELIVERY_TICK).await;
+            }
+        }
+    });
+}
+
+/// Send one notice once, and record what came of it.
+async fn deliver(s: &AppState, d: Delivery) {
+    let db = &s.store.db;
+    let result = match alerts::get(db, &d.alert_id).await {
+        Ok(alert) => send_once(s, &d, &alert).await,
+        Err(e) => Err(format!("alert {}: {e}", d.alert_id)),
+    };
+    let org = d.org_id.as_deref().and_then(|o| o.parse().ok());
+    let tries = d.attempts + 1;
+    let given_up = match &result {
+        Ok(()) => {
+            if let Err(e) = outbox::finish(db, &d.id, true).await {
+                tracing::error!(error = %e, delivery = %d.id, "could not mark a notice sent");
+            }
+            false
+        }
+        Err(e) => {
+            // The details stay in the server log: the trail is readable by
+            // the organization's admins, who must not learn what lies
+            // inside the network.
+            tracing::warn!(error = %e, alert_id = %d.alert_id, channel = d.channel.as_str(), tries, "alert notice failed");
+            match outbox::retry_later(db, &d, s.config.alert_retry_seconds).await {
+                Ok(again) => !again,
+                Err(e) => {
+                    tracing::error!(error = %e, delivery = %d.id, "could not schedule a notice");
+                    false
+                }
+            }
+        }
+    };
+    if result.is_ok() || given_up {
         let _ = alerts::record_response(
             db,
             org,
-            &alert.id,
+            &d.alert_id,
             "alert.notify",
-            if s.mailer.is_some() { Outcome::Success } else { Outcome::Failure },
-            serde_json::json!({"channel": "email", "recipients": to.len(), "queued": s.mailer.is_some()}),
+            if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            serde_json::json!({
+                "channel": d.channel.as_str(),
+                "tries": tries,
+                "error": result.err().map(|_| "delivery failed (see the server log)"),
+            }),
         )
         .await;
     }
-    let (Some(url), Some(o)) = (cfg.webhook_url.as_deref(), org) else {
-        return;
-    };
-    let result = match detection::webhook_secret(db, &s.store.keys, o).await {
-        Ok(Some(secret)) => post_webhook(url, &secret, alert, s.config.webhook_allow_private).await,
-        Ok(None) => Err("no webhook secret".to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    // The details stay in the server log: the trail is readable by the
-    // organization's admins, who must not learn what lies inside the network.
-    if let Err(e) = &result {
-        tracing::warn!(error = %e, alert_id = %alert.id, url, "alert webhook failed");
+}
+
+async fn send_once(s: &AppState, d: &Delivery, alert: &Alert) -> Result<(), String> {
+    match d.channel {
+        Channel::Email => {
+            let Some(mailer) = &s.mailer else {
+                return Err("no SMTP relay configured".into());
+            };
+            let (subject, body) = crate::notices::alert_message(s, alert);
+            mailer.deliver(&d.target, &subject, body).await
+        }
+        Channel::Webhook => {
+            let org = d
+                .org_id
+                .as_deref()
+                .and_then(|o| o.parse().ok())
+                .ok_or("a webhook without an organization")?;
+            match detection::webhook_secret(&s.store.db, &s.store.keys, org).await {
+                Ok(Some(secret)) => {
+                    post_webhook(&d.target, &secret, alert, s.config.webhook_allow_private).await
+                }
+                Ok(None) => Err("no webhook secret".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
     }
-    let result = result.map_err(|_| "delivery failed (see the server log)".to_string());
-    let _ = alerts::record_response(
-        db,
-        org,
-        &alert.id,
-        "alert.notify",
-        if result.is_ok() {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        },
-        serde_json::json!({"channel": "webhook", "error": result.err()}),
-    )
-    .await;
 }
 
 /// `Kura-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, "UNIX.BODY"))`; the
@@ -434,25 +527,21 @@ async fn post_webhook(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
-    let mut last = String::new();
-    // Three tries with a short backoff; the outcome is audited either way.
-    for attempt in 0..3u32 {
-        let r = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("kura-signature", signature(secret, unix, &body)?)
-            .header("kura-alert-id", &alert.id)
-            .body(body.clone())
-            .send()
-            .await;
-        match r {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) => last = format!("HTTP {}", resp.status()),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
+    // One try: the delivery loop keeps the notice and tries again later.
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("kura-signature", signature(secret, unix, &body)?)
+        .header("kura-alert-id", &alert.id)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", resp.status()))
     }
-    Err(last)
 }
 
 #[cfg(test)]

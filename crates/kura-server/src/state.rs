@@ -38,6 +38,8 @@ pub struct ServerConfig {
     /// Alert webhooks may go to private and loopback addresses (tests, or
     /// a SIEM inside the network).
     pub webhook_allow_private: bool,
+    /// Seconds before a failed alert notice is tried again (then doubling).
+    pub alert_retry_seconds: u64,
     /// The SMTP relay for email to users; none: emails are only logged.
     pub mail: Option<crate::mailer::MailConfig>,
 }

@@ -115,7 +115,9 @@ pub fn detector_ctx() -> AuditCtx {
     }
 }
 
-async fn get(db: &Db, id: &str) -> Result<Alert> {
+/// One alert by id, for the system's own use (the notice delivery loop);
+/// callers acting for a user go through [`list`] and its scope.
+pub async fn get(db: &Db, id: &str) -> Result<Alert> {
     let r = sqlx::query("SELECT * FROM alerts WHERE id = $1")
         .bind(id)
         .fetch_optional(&db.write)

@@ -103,6 +103,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: SQLITE_AUDIT_BODY,
         postgres: include_str!("../migrations/postgres/0010_audit_body.sql"),
     },
+    Migration {
+        version: 11,
+        name: "alert_deliveries",
+        sqlite: include_str!("../migrations/sqlite/0011_alert_deliveries.sql"),
+        postgres: include_str!("../migrations/postgres/0011_alert_deliveries.sql"),
+    },
 ];
 
 /// The SQLite migration that stores the trail as canonical bodies; its

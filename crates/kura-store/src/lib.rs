@@ -5,6 +5,7 @@
 //! Functions that read or change project data take a grant from
 //! `kura_core::policy`; they cannot be called without a prior decision.
 
+pub mod alert_outbox;
 pub mod alerts;
 pub mod audit;
 pub mod blob_stream;

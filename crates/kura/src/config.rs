@@ -23,6 +23,9 @@ pub struct Config {
     pub detection: bool,
     /// Alert webhooks may go to private and loopback addresses.
     pub webhook_allow_private: bool,
+    /// Seconds before an alert notice that failed is tried again (doubling
+    /// after each try, at most 30 minutes apart, 10 tries).
+    pub alert_retry_seconds: u64,
     pub audit_forward_file: Option<PathBuf>,
     pub audit_syslog: Option<String>,
     pub max_upload_bytes: u64,
@@ -64,6 +67,7 @@ impl Default for Config {
             audit_forward_stdout: false,
             detection: true,
             webhook_allow_private: false,
+            alert_retry_seconds: 30,
             audit_forward_file: None,
             audit_syslog: None,
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
@@ -154,6 +158,9 @@ impl Config {
         }
         if let Some(v) = parse_env("KURA_WEBHOOK_ALLOW_PRIVATE")? {
             c.webhook_allow_private = v;
+        }
+        if let Some(v) = parse_env("KURA_ALERT_RETRY_SECONDS")? {
+            c.alert_retry_seconds = v;
         }
         if let Some(v) = parse_env("KURA_AUDIT_FORWARD_STDOUT")? {
             c.audit_forward_stdout = v;

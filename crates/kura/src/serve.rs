@@ -97,6 +97,7 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
             password_checks_per_second: c.password_checks_per_second,
             mail: c.mail()?,
             webhook_allow_private: c.webhook_allow_private,
+            alert_retry_seconds: c.alert_retry_seconds.max(1),
         },
     );
     state.metrics.set_forward_stats(kura_store::forward::start(
@@ -106,6 +107,8 @@ pub async fn run(mut c: Config, a: ServeArgs) -> Result<ExitCode> {
     ));
     // Detection rules over the committed trail; alerts, containment, notices.
     kura_server::responder::start(state.clone(), c.detection);
+    // Alert notices from the database, on every node (each claims its own).
+    kura_server::responder::start_deliveries(state.clone());
     let routers = kura_server::build(state, c.admin_listen.is_some());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

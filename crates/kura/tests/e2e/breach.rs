@@ -25,7 +25,11 @@ struct Delivery {
 /// A minimal HTTP receiver on loopback that answers 200 to every POST and
 /// keeps what it got.
 fn webhook_receiver() -> (u16, Arc<Mutex<Vec<Delivery>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    webhook_receiver_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// [`webhook_receiver`] on a listener the caller bound.
+fn webhook_receiver_on(listener: std::net::TcpListener) -> (u16, Arc<Mutex<Vec<Delivery>>>) {
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
     let keep = got.clone();
@@ -709,4 +713,160 @@ pub async fn kill_switches_take_effect_on_the_next_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(admin.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// Direct database access for checks the API does not expose.
+async fn database(db_url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = if db_url.starts_with("sqlite:") {
+        format!("{db_url}?mode=rw")
+    } else {
+        db_url.to_string()
+    };
+    sqlx::AnyConnection::connect(&url).await.expect("database")
+}
+
+/// (tries so far, state) of the alert's webhook notice.
+async fn webhook_notice(db_url: &str, alert_id: &str) -> Option<(i64, String)> {
+    use sqlx::Row;
+    let mut c = database(db_url).await;
+    sqlx::query(
+        "SELECT attempts, state FROM alert_deliveries WHERE alert_id = $1 AND channel = 'webhook'",
+    )
+    .bind(alert_id)
+    .fetch_optional(&mut c)
+    .await
+    .expect("notice")
+    .map(|r| {
+        (
+            r.try_get::<i64, _>(0).unwrap(),
+            r.try_get::<String, _>(1).unwrap(),
+        )
+    })
+}
+
+/// An alert's webhook is kept while the receiver is down, across a restart
+/// of the server, and delivered (signed) once the receiver is up; the trail
+/// records the delivery with the number of tries.
+pub async fn alert_notices_wait_for_the_receiver_across_a_restart() {
+    // A port with nothing listening yet: every try is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = || ServerOpts {
+        env: vec![
+            ("KURA_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()),
+            ("KURA_ALERT_RETRY_SECONDS".into(), "1".into()),
+        ],
+        ..ServerOpts::default()
+    };
+    let mut server = TestServer::start(opts()).await;
+    let root = server.bootstrap().await;
+    let org = root.create_org(&unique("agency"), None).await;
+    let admin = root.create_user(&org, "agency-admin", true).await;
+    let (st, v) = admin
+        .json(
+            Method::PUT,
+            &format!("/api/orgs/{org}/detection"),
+            detection(&format!("http://127.0.0.1:{port}/hook"), 1000),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let p = admin.create_project("Bait").await;
+    let canary = admin
+        .upload_ok(&p, &p.root, "budget-master.xlsx", b"bait".to_vec())
+        .await;
+    let st = admin
+        .send(admin.request(
+            Method::PUT,
+            &format!("/api/projects/{}/files/{canary}/canary", p.id),
+        ))
+        .await
+        .0;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let r = admin
+        .download(&format!("/api/projects/{}/files/{canary}/content", p.id))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let alert = wait_alert(&root, &org, "canary", &admin.user_id()).await;
+    let alert_id = alert["id"].as_str().unwrap().to_string();
+    // The receiver is down: the notice waits in the database, tried again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match webhook_notice(&server.db_url, &alert_id).await {
+            Some((tries, state)) if tries >= 1 => {
+                assert_eq!(state, "pending");
+                break;
+            }
+            other => assert!(Instant::now() < deadline, "no failed try yet: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop();
+    // The receiver comes up while the server is down; the restarted
+    // server finds the notice and delivers it.
+    let (_, hooks) = webhook_receiver_on(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let restarted = TestServer::start_on(server.data_dir.clone(), server.db_url.clone(), opts());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let got = hooks.lock().unwrap().iter().find_map(|d| {
+            let v: Value = serde_json::from_slice(&d.body).ok()?;
+            (v["alert"]["id"] == alert_id.as_str()).then(|| d.headers.clone())
+        });
+        if let Some(headers) = got {
+            assert!(
+                headers
+                    .get("kura-signature")
+                    .is_some_and(|s| s.starts_with("t=") && s.contains(",v1=")),
+                "{headers:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the webhook never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (tries, state) = webhook_notice(&restarted.db_url, &alert_id)
+            .await
+            .expect("notice");
+        if state == "sent" {
+            assert!(tries >= 2, "{tries}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The trail says it was delivered, and after how many tries (on SQLite
+    // a fresh event may still be in the tail).
+    use sqlx::Row;
+    let sql = if backend_is_postgres() {
+        "SELECT detail FROM audit_events WHERE action = 'alert.notify' AND outcome = 'success'"
+    } else {
+        "SELECT detail FROM audit_events WHERE action = 'alert.notify' AND outcome = 'success' \
+         UNION ALL SELECT detail FROM audit_tail WHERE action = 'alert.notify' AND outcome = 'success'"
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = database(&restarted.db_url).await;
+        let details: Vec<String> = sqlx::query(sql)
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).unwrap())
+            .collect();
+        if details
+            .iter()
+            .any(|d| d.contains("webhook") && d.contains("\"tries\""))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{details:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(restarted);
 }
