@@ -35,10 +35,6 @@ def uid(kind, n):
 
 
 BASE_TS = 1_795_000_000_000_000  # µs; events 1 ms apart
-# SQLite stores each event as its canonical form and derives the columns
-# (migration 10); these events are outside any chain (position null).
-BODY = ("json_array(COALESCE(org_id, 'platform'), NULL, ts, org_id, actor_user_id, actor_org_id, credential, ip, "
-        "user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail)")
 attacker = uid(9, 1)
 env = dict(os.environ, KURA_LOG="warn")
 reuse = os.environ.get("DATA")  # a folder loaded by an earlier run with KEEP=1
@@ -100,9 +96,9 @@ if db is not None:
     # 70% downloads, 20% listings, 10% uploads.
     db.execute(
         f"""
-        WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < {events - 1}),
-        e(ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id,
-          action, outcome, project_id, node_id, version_id, object_name, bytes, detail) AS (
+        WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < {events - 1})
+        INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id,
+                                  action, outcome, project_id, node_id, version_id, object_name, bytes, detail)
         SELECT {BASE_TS} + x * 1000,
                printf('10000000-0000-7000-8000-%012d', x % {orgs}),
                printf('20000000-0000-7000-8000-%012d', (x * 7919) % 5000),
@@ -117,23 +113,21 @@ if db is not None:
                printf('60000000-0000-7000-8000-%012d', x % 200000),
                printf('file-%d.pdf', x % 200000),
                4096, NULL
-        FROM c)
-        INSERT INTO audit_events (body) SELECT {BODY} FROM e
+        FROM c
         """
     )
     # The attacker: 20,000 downloads across 60 organizations, from 198.51.100.7.
     db.execute(
         f"""
-        WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 19999),
-        e(ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, action, outcome,
-          project_id, node_id, version_id, object_name, bytes, request_id, detail) AS (
+        WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 19999)
+        INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, action, outcome,
+                                  project_id, node_id, version_id, object_name, bytes)
         SELECT {BASE_TS} + x * 500, printf('10000000-0000-7000-8000-%012d', x % 60), '{attacker}',
                '10000000-0000-7000-8000-000000000000', 'session:90000000-0000-7000-8000-000000000001',
                '198.51.100.7', 'curl', 'file.download', 'success',
                printf('30000000-0000-7000-8000-%012d', x % 60), printf('70000000-0000-7000-8000-%012d', x),
-               printf('80000000-0000-7000-8000-%012d', x), printf('stolen-%d.pdf', x), 65536, NULL, NULL
-        FROM c)
-        INSERT INTO audit_events (body) SELECT {BODY} FROM e
+               printf('80000000-0000-7000-8000-%012d', x), printf('stolen-%d.pdf', x), 65536
+        FROM c
         """
     )
     db.commit()

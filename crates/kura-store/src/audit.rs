@@ -248,8 +248,8 @@ pub(crate) fn note_tail_append(n: u64) {
     TAIL_PENDING.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Rows per INSERT statement (at most 18 parameters each; well under the
-/// limits of both databases).
+/// Rows per INSERT statement (19 parameters each; well under the limits of
+/// both databases).
 const ROWS_PER_INSERT: usize = 16;
 
 /// Append many events in one transaction with few statements: each chain's
@@ -267,7 +267,7 @@ pub async fn append_many(
         .map(|(ctx, ev)| record_of(ctx, ev, ts))
         .collect();
     let reserved = crate::chain::advance_many(tx, &chain_counts(&recs)).await?;
-    let (heads, bodies) = link(&mut recs, reserved)?;
+    let heads = link(&mut recs, reserved)?;
     let sqlite = tx.backend_name() == "SQLite";
     if sqlite {
         // The tail has no id counter of its own: reserve ids from the
@@ -286,68 +286,64 @@ pub async fn append_many(
         }
         TAIL_PENDING.fetch_add(recs.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    if sqlite {
-        // Into the tail with reserved ids: the body, its hash, and SQLite
-        // derives every field from the body.
-        for (chunk, bodies) in recs
-            .chunks(ROWS_PER_INSERT)
-            .zip(bodies.chunks(ROWS_PER_INSERT))
-        {
-            let sql = format!(
-                "INSERT INTO audit_tail (id, body, chain_hash) VALUES {}",
-                vec!["(?, ?, ?)"; chunk.len()].join(", ")
+    for chunk in recs.chunks(ROWS_PER_INSERT) {
+        // SQLite: into the tail with reserved ids; PostgreSQL: into the
+        // trail, ids from its sequence.
+        let mut sql = String::from(if sqlite {
+            "INSERT INTO audit_tail (id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES "
+        } else {
+            "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES "
+        });
+        let width = if sqlite { 19 } else { 18 };
+        for i in 0..chunk.len() {
+            let b = i * width;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(
+                &(1..=width)
+                    .map(|k| {
+                        // SQLite binds `$N` by looking the name up among all
+                        // of the statement's parameters (quadratic in a
+                        // multi-row insert); `?` binds by position.
+                        if sqlite {
+                            "?".to_string()
+                        } else {
+                            format!("${}", b + k)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
             );
-            let mut q = sqlx::query(&sql);
-            for (r, body) in chunk.iter().zip(bodies) {
-                q = q.bind(r.id).bind(body.as_str()).bind(r.chain_hash.clone());
-            }
-            q.execute(&mut **tx).await?;
+            sql.push(')');
         }
-    } else {
-        // PostgreSQL: into the trail, ids from its sequence.
-        for chunk in recs.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO audit_events (ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash) VALUES ",
-            );
-            let width = 18;
-            for i in 0..chunk.len() {
-                let b = i * width;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                sql.push_str(
-                    &(1..=width)
-                        .map(|k| format!("${}", b + k))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                );
-                sql.push(')');
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            if sqlite {
+                q = q.bind(r.id);
             }
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q
-                    .bind(r.ts)
-                    .bind(r.org_id.clone())
-                    .bind(r.actor_user_id.clone())
-                    .bind(r.actor_org_id.clone())
-                    .bind(r.credential.clone())
-                    .bind(r.ip.clone())
-                    .bind(r.user_agent.clone())
-                    .bind(r.request_id.clone())
-                    .bind(r.action.clone())
-                    .bind(r.outcome.clone())
-                    .bind(r.project_id.clone())
-                    .bind(r.node_id.clone())
-                    .bind(r.version_id.clone())
-                    .bind(r.object_name.clone())
-                    .bind(r.bytes)
-                    .bind(r.detail.clone())
-                    .bind(r.chain_seq)
-                    .bind(r.chain_hash.clone());
-            }
-            q.execute(&mut **tx).await?;
+            q = q
+                .bind(r.ts)
+                .bind(r.org_id.clone())
+                .bind(r.actor_user_id.clone())
+                .bind(r.actor_org_id.clone())
+                .bind(r.credential.clone())
+                .bind(r.ip.clone())
+                .bind(r.user_agent.clone())
+                .bind(r.request_id.clone())
+                .bind(r.action.clone())
+                .bind(r.outcome.clone())
+                .bind(r.project_id.clone())
+                .bind(r.node_id.clone())
+                .bind(r.version_id.clone())
+                .bind(r.object_name.clone())
+                .bind(r.bytes)
+                .bind(r.detail.clone())
+                .bind(r.chain_seq)
+                .bind(r.chain_hash.clone());
         }
+        q.execute(&mut **tx).await?;
     }
     let hashes: Vec<(&str, String)> = heads
         .iter()
@@ -369,18 +365,13 @@ pub(crate) fn chain_counts(recs: &[crate::chain::Record]) -> Vec<(String, i64)> 
     chains
 }
 
-/// What [`link`] gives back: each chain's new head hash, and each record's
-/// canonical form.
-pub(crate) type Linked = (Vec<(String, String)>, Vec<String>);
-
 /// Give each record its position and hash in its chain, in order, from
 /// `reserved` (per chain: the first position reserved and the hash before
-/// it). Returns each chain's new head hash, and each record's canonical
-/// form (the bytes its hash covers, which SQLite stores as the body).
+/// it). Returns each chain's new head hash.
 pub(crate) fn link(
     recs: &mut [crate::chain::Record],
     reserved: std::collections::HashMap<String, (i64, String)>,
-) -> Result<Linked> {
+) -> Result<Vec<(String, String)>> {
     let mut heads: std::collections::HashMap<String, (i64, [u8; 64])> =
         std::collections::HashMap::with_capacity(reserved.len());
     for (chain, (first, prev)) in reserved {
@@ -394,7 +385,6 @@ pub(crate) fn link(
         heads.insert(chain, (first, p));
     }
     let mut buf = Vec::with_capacity(1024);
-    let mut bodies = Vec::with_capacity(recs.len());
     for r in recs.iter_mut() {
         let head = heads
             .get_mut(r.chain())
@@ -405,14 +395,11 @@ pub(crate) fn link(
         head.1 = hash;
         r.chain_seq = Some(seq);
         r.chain_hash = Some(String::from_utf8_lossy(&hash).into_owned());
-        // The canonical form is JSON written from UTF-8 strings.
-        bodies.push(String::from_utf8_lossy(&buf).into_owned());
     }
-    let heads = heads
+    Ok(heads
         .into_iter()
         .map(|(chain, (_, hash))| (chain, String::from_utf8_lossy(&hash).into_owned()))
-        .collect();
-    Ok((heads, bodies))
+        .collect())
 }
 
 /// SQLite: events appended to the tail since the last drain, approximately
@@ -427,10 +414,6 @@ const DRAIN_CHUNK: i64 = 5000;
 /// The columns of a stored event, in table order (tail and trail alike);
 /// `verify_scan` reads them by position.
 pub(crate) const EVENT_COLUMNS: &str = "id, ts, org_id, actor_user_id, actor_org_id, credential, ip, user_agent, request_id, action, outcome, project_id, node_id, version_id, object_name, bytes, detail, chain_seq, chain_hash";
-
-/// What moves from the tail into the trail on SQLite (SQLite derives the
-/// rest from the body).
-pub(crate) const MOVED_COLUMNS: &str = "id, body, chain_hash";
 
 /// The id of the newest of the `$1` oldest events in the tail (0 if empty).
 pub(crate) const TAIL_OLDEST: &str =
@@ -459,7 +442,7 @@ pub async fn drain_tail_chunk(db: &Db) -> Result<u64> {
     let oldest = TAIL_OLDEST;
     let mut tx = db.write.begin().await?;
     let moved = sqlx::query(&format!(
-        "INSERT INTO audit_events ({MOVED_COLUMNS}) SELECT {MOVED_COLUMNS} FROM audit_tail WHERE id <= {oldest} ORDER BY id"
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM audit_tail WHERE id <= {oldest} ORDER BY id"
     ))
     .bind(DRAIN_CHUNK)
     .execute(&mut *tx)

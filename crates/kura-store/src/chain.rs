@@ -12,7 +12,6 @@
 use crate::canonical_json as canonical;
 use crate::db::{Db, RowExt};
 use crate::error::Result;
-pub use crate::verify_scan::Reading;
 use kura_crypto::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
@@ -205,21 +204,15 @@ impl RecordView<'_> {
         buf.push(b',');
         canonical::opt_string(buf, self.detail);
         buf.push(b']');
-        link_hash(prev, buf)
+        let mut h = Sha256::new();
+        h.update(prev);
+        h.update(b"\n");
+        h.update(&buf[..]);
+        let mut out = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(h.finalize(), &mut out);
+        out
     }
-}
-
-/// An event's chain hash as lowercase hex: SHA-256 of the previous hash,
-/// a newline and the event's canonical form.
-pub fn link_hash(prev: &[u8], canonical: &[u8]) -> [u8; 64] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(b"\n");
-    h.update(canonical);
-    let mut out = [0u8; 64];
-    // 32 bytes always fit 64 hex digits.
-    let _ = hex::encode_to_slice(h.finalize(), &mut out);
-    out
 }
 
 /// Reserve positions on several chains at once, inside the caller's
@@ -520,53 +513,26 @@ impl ChainVerifier {
 
     /// [`push`](Self::push) for a borrowed event.
     pub fn push_view(&mut self, r: RecordView<'_>) -> Option<Problem> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let found = self.push_hashed(r.id, r.chain_seq, r.chain_hash, |prev, seq| {
-            r.expected_hash_into(prev, seq, &mut buf)
-        });
-        self.buf = buf;
-        found
-    }
-
-    /// [`push`](Self::push) for an event stored as its canonical form
-    /// (SQLite's `body`, whose position `chain_seq` is derived from it): the
-    /// hash covers those bytes as they are.
-    pub fn push_body(
-        &mut self,
-        id: i64,
-        chain_seq: Option<i64>,
-        chain_hash: Option<&str>,
-        body: &[u8],
-    ) -> Option<Problem> {
-        self.push_hashed(id, chain_seq, chain_hash, |prev, _| link_hash(prev, body))
-    }
-
-    /// Check the event's position and id order, then its stored hash
-    /// against `expected(previous hash, position)`.
-    fn push_hashed(
-        &mut self,
-        id: i64,
-        chain_seq: Option<i64>,
-        chain_hash: Option<&str>,
-        expected: impl FnOnce(&[u8], i64) -> [u8; 64],
-    ) -> Option<Problem> {
         if self.broken {
             return None;
         }
-        let Some(seq) = chain_seq else {
+        let Some(seq) = r.chain_seq else {
             return self.problem(
                 None,
-                Some(id),
+                Some(r.id),
                 "inserted",
-                format!("event id {id} carries no chain position (inserted outside the chain)"),
+                format!(
+                    "event id {} carries no chain position (inserted outside the chain)",
+                    r.id
+                ),
             );
         };
         if seq < self.next_seq {
             return self.problem(
                 Some(seq),
-                Some(id),
+                Some(r.id),
                 "inserted",
-                format!("event id {id} repeats position {seq} (inserted)"),
+                format!("event id {} repeats position {seq} (inserted)", r.id),
             );
         }
         if seq > self.next_seq {
@@ -579,24 +545,27 @@ impl ChainVerifier {
                 Some(self.next_seq),
                 None,
                 "deleted",
-                format!("{what} missing before event id {id} (deleted)"),
+                format!("{what} missing before event id {} (deleted)", r.id),
             );
         }
-        if id <= self.last_id {
-            return self.problem(Some(seq), Some(id), "reordered", format!("event id {id} at position {seq} comes before the previous event id {} (reordered)", self.last_id));
+        if r.id <= self.last_id {
+            return self.problem(Some(seq), Some(r.id), "reordered", format!("event id {} at position {seq} comes before the previous event id {} (reordered)", r.id, self.last_id));
         }
-        let expected = expected(&self.prev, seq);
-        if chain_hash.map(str::as_bytes) != Some(&expected[..]) {
+        let expected = r.expected_hash_into(&self.prev, seq, &mut self.buf);
+        if r.chain_hash.map(str::as_bytes) != Some(&expected[..]) {
             return self.problem(
                 Some(seq),
-                Some(id),
+                Some(r.id),
                 "modified",
-                format!("event id {id} at position {seq} does not match its hash (modified)"),
+                format!(
+                    "event id {} at position {seq} does not match its hash (modified)",
+                    r.id
+                ),
             );
         }
         self.prev = expected;
         self.next_seq += 1;
-        self.last_id = id;
+        self.last_id = r.id;
         if self.wanted.as_ref().is_none_or(|w| w.contains(&seq)) {
             self.hashes.insert(seq, self.prev_str());
         }
@@ -747,19 +716,8 @@ async fn for_each_chained(
     }
 }
 
-/// Verify every chain in the database (or only `chain`), reading stored
-/// bodies where the schema allows (see `verify_scan`).
+/// Verify every chain in the database (or only `chain`).
 pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) -> Result<Report> {
-    verify_db_reading(db, only, public_key, Reading::Bodies).await
-}
-
-/// [`verify_db`], choosing how events are read.
-pub async fn verify_db_reading(
-    db: &Db,
-    only: Option<&str>,
-    public_key: Option<&str>,
-    reading: Reading,
-) -> Result<Report> {
     crate::audit::settle(db).await?;
     let mut report = Report::default();
     let history_until = unchained_from_id(db).await?;
@@ -788,20 +746,11 @@ pub async fn verify_db_reading(
         }
         let only_owned = only.map(str::to_string);
         let scanned = tokio::task::spawn_blocking(move || {
-            crate::verify_scan::scan(&file, only_owned.as_deref(), history_until, &keep, reading)
+            crate::verify_scan::scan(&file, only_owned.as_deref(), history_until, &keep)
         })
         .await;
         match scanned {
             Ok(Ok(mut scan)) => {
-                if scan.schema_altered {
-                    report.problems.push(Problem {
-                        chain: "(database)".into(),
-                        seq: None,
-                        event_id: None,
-                        kind: "schema",
-                        message: "the audit tables are not defined as Kura defines them (schema altered); every column was checked".into(),
-                    });
-                }
                 let mut chains: Vec<String> = scan.chains.keys().cloned().collect();
                 chains.sort();
                 for chain in chains {

@@ -99,21 +99,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 10,
-        name: "audit_body",
-        sqlite: SQLITE_AUDIT_BODY,
-        postgres: include_str!("../migrations/postgres/0010_audit_body.sql"),
-    },
-    Migration {
-        version: 11,
         name: "alert_deliveries",
-        sqlite: include_str!("../migrations/sqlite/0011_alert_deliveries.sql"),
-        postgres: include_str!("../migrations/postgres/0011_alert_deliveries.sql"),
+        sqlite: include_str!("../migrations/sqlite/0010_alert_deliveries.sql"),
+        postgres: include_str!("../migrations/postgres/0010_alert_deliveries.sql"),
     },
 ];
-
-/// The SQLite migration that stores the trail as canonical bodies; its
-/// table definitions are what `verify_scan` expects to find.
-pub(crate) const SQLITE_AUDIT_BODY: &str = include_str!("../migrations/sqlite/0010_audit_body.sql");
 
 impl Db {
     /// Connect to `url` (`sqlite://PATH` or `postgres://…`).
@@ -322,7 +312,7 @@ mod tests {
             assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
             // The audit tail is how SQLite's single writer keeps up; PostgreSQL
             // appends to the trail directly.
-            if m.name == "audit_tail" || m.name == "audit_body" {
+            if m.name == "audit_tail" {
                 continue;
             }
             let count = |s: &str, what: &str| s.matches(what).count();

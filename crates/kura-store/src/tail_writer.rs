@@ -124,13 +124,13 @@ impl TailWriter {
     }
 
     fn drain_on(conn: &mut rusqlite::Connection, chunk: i64) -> Result<u64> {
-        use crate::audit::{MOVED_COLUMNS, TAIL_OLDEST};
+        use crate::audit::{EVENT_COLUMNS, TAIL_OLDEST};
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_error)?;
         let moved = tx
             .prepare_cached(&format!(
-                "INSERT INTO audit_events ({MOVED_COLUMNS}) SELECT {MOVED_COLUMNS} FROM audit_tail WHERE id <= {TAIL_OLDEST} ORDER BY id"
+                "INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM audit_tail WHERE id <= {TAIL_OLDEST} ORDER BY id"
             ))
             .and_then(|mut st| st.execute([chunk]))
             .map_err(db_error)?;
@@ -175,7 +175,7 @@ impl TailWriter {
                 reserved.insert(chain.clone(), (seq - n + 1, hash));
             }
         }
-        let (heads, bodies) = link(recs, reserved)?;
+        let heads = link(recs, reserved)?;
         // The tail has no id counter of its own: ids come from the trail's.
         let n = recs.len() as i64;
         let last: i64 = tx
@@ -186,14 +186,36 @@ impl TailWriter {
             )
             .map_err(db_error)?;
         {
-            // The body and its hash; SQLite derives every field from the body.
             let mut insert = tx
-                .prepare_cached("INSERT INTO audit_tail (id, body, chain_hash) VALUES (?1, ?2, ?3)")
+                .prepare_cached(&format!(
+                    "INSERT INTO audit_tail ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                    crate::audit::EVENT_COLUMNS
+                ))
                 .map_err(db_error)?;
-            for (i, (r, body)) in recs.iter_mut().zip(&bodies).enumerate() {
+            for (i, r) in recs.iter_mut().enumerate() {
                 r.id = last - n + 1 + i as i64;
                 insert
-                    .execute(rusqlite::params![r.id, body, r.chain_hash])
+                    .execute(rusqlite::params![
+                        r.id,
+                        r.ts,
+                        r.org_id,
+                        r.actor_user_id,
+                        r.actor_org_id,
+                        r.credential,
+                        r.ip,
+                        r.user_agent,
+                        r.request_id,
+                        r.action,
+                        r.outcome,
+                        r.project_id,
+                        r.node_id,
+                        r.version_id,
+                        r.object_name,
+                        r.bytes,
+                        r.detail,
+                        r.chain_seq,
+                        r.chain_hash,
+                    ])
                     .map_err(db_error)?;
             }
             let mut set_head = tx

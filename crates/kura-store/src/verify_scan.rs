@@ -13,16 +13,6 @@
 //! wrong, including an order that merely differs, is handed back as
 //! "suspect" and verified again in position order by `chain::verify_db`,
 //! which then reports exactly what it finds.
-//!
-//! Each event is checked in one of two ways. By default the pass hashes
-//! each event's stored canonical form (`body`) as it is: SQLite derives
-//! every field column from that body (migration 10), so the columns say
-//! what the hashed bytes say. That holds only while the tables are defined
-//! as Kura defined them, so the pass first compares both table definitions
-//! with the migration's text; if either differs (someone rewrote the
-//! schema), it reports that and reads every column instead, which is
-//! what `--columns` asks for as well: the canonical form is rebuilt from
-//! the 19 columns and hashed, whatever the schema says.
 
 use crate::audit::EVENT_COLUMNS;
 use crate::chain::{ChainVerifier, RecordView, PLATFORM_CHAIN};
@@ -42,49 +32,6 @@ pub struct Scan {
     pub suspect: HashSet<String>,
     /// Events from before chaining existed, per chain.
     pub unchained_history: HashMap<String, u64>,
-    /// The audit tables are not defined as Kura's migration defines them.
-    pub schema_altered: bool,
-}
-
-/// How verification reads each event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reading {
-    /// Hash the stored canonical form when the schema derives every column
-    /// from it (about twice as fast); otherwise read every column.
-    Bodies,
-    /// Rebuild the canonical form from every column and hash that.
-    Columns,
-}
-
-/// A table's definition in the migration that introduced stored bodies.
-fn kuras_definition(table: &str) -> Option<&'static str> {
-    let all = crate::db::SQLITE_AUDIT_BODY;
-    let start = all.find(&format!("CREATE TABLE {table} ("))?;
-    let len = all[start..].find("\n);")?;
-    // Up to the closing parenthesis; SQLite stores no semicolon.
-    Some(&all[start..start + len + 2])
-}
-
-/// Whether both audit tables are defined exactly as Kura defines them (so
-/// their columns are derived from the hashed body).
-fn schema_is_kuras(tx: &rusqlite::Transaction<'_>) -> Result<bool, Unusable> {
-    for table in ["audit_events", "audit_tail"] {
-        let stored: Option<String> = tx
-            .query_row(
-                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                [table],
-                |r| r.get(0),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
-        if stored.is_none() || stored.as_deref() != kuras_definition(table) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// Why the pass gave up (the caller then verifies everything the slow way).
@@ -134,46 +81,14 @@ pub(crate) fn open_reader(file: &Path) -> rusqlite::Result<rusqlite::Connection>
     Ok(conn)
 }
 
-/// Every field of a row of `SELECT {EVENT_COLUMNS}`, borrowed.
-fn view_of<'a>(
-    r: &'a rusqlite::Row<'_>,
-    id: i64,
-    org_id: Option<&'a str>,
-    chain_seq: Option<i64>,
-) -> Result<RecordView<'a>, Unusable> {
-    Ok(RecordView {
-        id,
-        ts: required(int(r.get_ref(1)?)?)?,
-        org_id,
-        actor_user_id: text(r.get_ref(3)?)?,
-        actor_org_id: text(r.get_ref(4)?)?,
-        credential: text(r.get_ref(5)?)?,
-        ip: text(r.get_ref(6)?)?,
-        user_agent: text(r.get_ref(7)?)?,
-        request_id: text(r.get_ref(8)?)?,
-        action: required(text(r.get_ref(9)?)?)?,
-        outcome: required(text(r.get_ref(10)?)?)?,
-        project_id: text(r.get_ref(11)?)?,
-        node_id: text(r.get_ref(12)?)?,
-        version_id: text(r.get_ref(13)?)?,
-        object_name: text(r.get_ref(14)?)?,
-        bytes: int(r.get_ref(15)?)?,
-        detail: text(r.get_ref(16)?)?,
-        chain_seq,
-        chain_hash: text(r.get_ref(18)?)?,
-    })
-}
-
 /// Scan the trail at `file`. `keep` lists, per chain, the positions whose
 /// hashes the signed checkpoints will be compared with; `only` limits the
-/// pass to one chain; events with ids up to `history_until` predate chaining;
-/// `reading` says how each event is checked.
+/// pass to one chain; events with ids up to `history_until` predate chaining.
 pub fn scan(
     file: &Path,
     only: Option<&str>,
     history_until: i64,
     keep: &HashMap<String, Vec<i64>>,
-    reading: Reading,
 ) -> Result<Scan, Unusable> {
     let mut conn = open_reader(file)?;
     // One read transaction: the heads and both tables as of one instant.
@@ -184,11 +99,7 @@ pub fn scan(
         events: HashMap::new(),
         suspect: HashSet::new(),
         unchained_history: HashMap::new(),
-        schema_altered: false,
     };
-    let schema_ok = schema_is_kuras(&tx)?;
-    out.schema_altered = !schema_ok;
-    let bodies = schema_ok && reading == Reading::Bodies;
     // Per chain, its verifier and the chained events read: one lookup per
     // event, by the borrowed name.
     let mut tallies: hashbrown::HashMap<String, (ChainVerifier, u64)> = Default::default();
@@ -212,24 +123,18 @@ pub fn scan(
             tallies.insert(chain, (v, 0));
         }
     }
-    // Column positions in each kind of row.
-    let (select, org_at, seq_at) = if bodies {
-        ("id, org_id, chain_seq, chain_hash, body", 1, 2)
-    } else {
-        (EVENT_COLUMNS, 2, 17)
-    };
     // The tail's ids all follow the trail's (one counter, drained in order).
     for table in ["audit_events", "audit_tail"] {
-        let mut stmt = tx.prepare(&format!("SELECT {select} FROM {table} ORDER BY id"))?;
+        let mut stmt = tx.prepare(&format!("SELECT {EVENT_COLUMNS} FROM {table} ORDER BY id"))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let org_id = text(r.get_ref(org_at)?)?;
+            let org_id = text(r.get_ref(2)?)?;
             let chain = org_id.unwrap_or(PLATFORM_CHAIN);
             if only.is_some_and(|o| o != chain) {
                 continue;
             }
             let id = required(int(r.get_ref(0)?)?)?;
-            let chain_seq = int(r.get_ref(seq_at)?)?;
+            let chain_seq = int(r.get_ref(17)?)?;
             let (v, events) = tallies
                 .entry_ref(chain)
                 .or_insert_with(|| (verifier(chain), 0));
@@ -245,16 +150,28 @@ pub fn scan(
             if v.is_broken() {
                 continue;
             }
-            let problem = if bodies {
-                let body = match r.get_ref(4)? {
-                    ValueRef::Text(b) => b,
-                    _ => return Err(Unusable("a body that is not text".into())),
-                };
-                v.push_body(id, chain_seq, text(r.get_ref(3)?)?, body)
-            } else {
-                v.push_view(view_of(r, id, org_id, chain_seq)?)
+            let view = RecordView {
+                id,
+                ts: required(int(r.get_ref(1)?)?)?,
+                org_id,
+                actor_user_id: text(r.get_ref(3)?)?,
+                actor_org_id: text(r.get_ref(4)?)?,
+                credential: text(r.get_ref(5)?)?,
+                ip: text(r.get_ref(6)?)?,
+                user_agent: text(r.get_ref(7)?)?,
+                request_id: text(r.get_ref(8)?)?,
+                action: required(text(r.get_ref(9)?)?)?,
+                outcome: required(text(r.get_ref(10)?)?)?,
+                project_id: text(r.get_ref(11)?)?,
+                node_id: text(r.get_ref(12)?)?,
+                version_id: text(r.get_ref(13)?)?,
+                object_name: text(r.get_ref(14)?)?,
+                bytes: int(r.get_ref(15)?)?,
+                detail: text(r.get_ref(16)?)?,
+                chain_seq,
+                chain_hash: text(r.get_ref(18)?)?,
             };
-            if problem.is_some() {
+            if v.push_view(view).is_some() {
                 out.suspect.insert(chain.to_string());
             }
         }
@@ -328,9 +245,8 @@ mod tests {
         // reads them there.
         assert_eq!(count(&db, "audit_tail").await, 60);
         let file = db.sqlite_file.clone().expect("a file");
-        let scan = super::scan(&file, None, 0, &Default::default(), super::Reading::Bodies)
-            .expect("usable");
-        assert!(scan.suspect.is_empty() && !scan.schema_altered);
+        let scan = super::scan(&file, None, 0, &Default::default()).expect("usable");
+        assert!(scan.suspect.is_empty());
         assert_eq!(scan.events.values().sum::<u64>(), 60);
         let fast = verify_db(&db, None, None).await.expect("verify");
         assert!(fast.problems.is_empty(), "{:?}", fast.problems);
@@ -466,7 +382,7 @@ mod tests {
             sqlx::query(sql).execute(&db.write).await.expect(sql);
         }
         // Edit position 3 of one chain; delete position 5 of another.
-        sqlx::query("UPDATE audit_events SET body = json_set(body, '$[15]', 'innocent.txt') WHERE org_id = $1 AND chain_seq = 3")
+        sqlx::query("UPDATE audit_events SET object_name = 'innocent.txt' WHERE org_id = $1 AND chain_seq = 3")
             .bind(&org)
             .execute(&db.write)
             .await
@@ -535,166 +451,5 @@ mod tests {
                 .any(|p| p.0 == "platform" && p.3 == "reordered"),
             "{found:?}"
         );
-    }
-
-    /// What SQLite's `json_array` writes is byte for byte the canonical form
-    /// (the migration builds stored bodies with it), and the columns SQLite
-    /// derives from a body give back every field.
-    #[test]
-    fn canonical_form_is_what_sqlite_writes() {
-        let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
-        let odd = [
-            "plain",
-            "quote\" back\\slash /",
-            "ctl \u{1}\u{8}\u{c}\n\r\t\u{1f}\u{0}",
-            "del \u{7f} nbsp \u{a0} ls \u{2028} ps \u{2029}",
-            "日本語のファイル名.txt",
-            "emoji 😀 </script> {\"a\":[1]}",
-            "",
-        ];
-        for (i, s) in odd.iter().enumerate() {
-            let r = crate::chain::RecordView {
-                id: 1,
-                ts: -5 + i as i64,
-                org_id: Some(s),
-                actor_user_id: None,
-                actor_org_id: Some(s),
-                credential: Some(s),
-                ip: Some(s),
-                user_agent: Some(s),
-                request_id: None,
-                action: s,
-                outcome: s,
-                project_id: Some(s),
-                node_id: None,
-                version_id: Some(s),
-                object_name: Some(s),
-                bytes: Some(i64::MAX - i as i64),
-                detail: Some(s),
-                chain_seq: Some(7),
-                chain_hash: None,
-            };
-            let mut buf = Vec::new();
-            r.expected_hash_into(&[b'0'; 64], 7, &mut buf);
-            let sqlite: String = conn
-                .query_row(
-                    "SELECT json_array(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                    rusqlite::params![
-                        r.chain(), 7, r.ts, r.org_id, r.actor_user_id, r.actor_org_id, r.credential,
-                        r.ip, r.user_agent, r.request_id, r.action, r.outcome, r.project_id,
-                        r.node_id, r.version_id, r.object_name, r.bytes, r.detail
-                    ],
-                    |row| row.get(0),
-                )
-                .expect("json_array");
-            assert_eq!(sqlite.as_bytes(), &buf[..], "string {s:?}");
-            let back: (String, i64, Option<String>, Option<String>) = conn
-                .query_row(
-                    "SELECT json_extract(?1, '$[15]'), json_extract(?1, '$[16]'), json_extract(?1, '$[4]'), json_extract(?1, '$[17]')",
-                    [&sqlite],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-                )
-                .expect("json_extract");
-            assert_eq!(
-                back,
-                (
-                    s.to_string(),
-                    i64::MAX - i as i64,
-                    None,
-                    Some(s.to_string())
-                )
-            );
-        }
-    }
-
-    /// Rewrite the stored definition of `audit_events` with SQLite's
-    /// writable_schema, as an attacker with the file could.
-    fn rewrite_schema(file: &std::path::Path, from: &str, to: &str) {
-        let conn = rusqlite::Connection::open(file).expect("open");
-        conn.pragma_update(None, "writable_schema", "ON")
-            .expect("writable");
-        let changed = conn
-            .execute(
-                "UPDATE sqlite_schema SET sql = replace(sql, ?1, ?2) WHERE name = 'audit_events'",
-                [from, to],
-            )
-            .expect("rewrite");
-        assert_eq!(changed, 1);
-        let v: i64 = conn
-            .query_row("PRAGMA schema_version", [], |r| r.get(0))
-            .expect("version");
-        conn.pragma_update(None, "schema_version", v + 1)
-            .expect("bump");
-    }
-
-    #[tokio::test]
-    async fn a_rewritten_schema_is_reported_and_every_column_checked() {
-        use crate::chain::{verify_db_reading, Reading};
-        let (db, orgs) = trail("schema").await;
-        crate::audit::settle(&db).await.expect("settle");
-        let file = db.sqlite_file.clone().expect("a file");
-        let org = orgs[1].to_string();
-        let derived = "object_name TEXT GENERATED ALWAYS AS (json_extract(body, '$[15]')) STORED";
-        let plain = "object_name TEXT";
-        let name_at_3 = |file: &std::path::Path| -> String {
-            rusqlite::Connection::open(file)
-                .expect("open")
-                .query_row(
-                    "SELECT object_name FROM audit_events WHERE org_id = ?1 AND chain_seq = 3",
-                    [&org],
-                    |r| r.get(0),
-                )
-                .expect("name")
-        };
-        let before = name_at_3(&file);
-        // The column becomes a plain one (its stored values stay where they
-        // were) and is edited without touching the hashed body.
-        rewrite_schema(&file, derived, plain);
-        assert_eq!(
-            name_at_3(&file),
-            before,
-            "the stored values kept their place"
-        );
-        let conn = rusqlite::Connection::open(&file).expect("open");
-        conn.execute_batch("DROP TRIGGER audit_events_no_update")
-            .expect("drop");
-        conn.execute(
-            "UPDATE audit_events SET object_name = 'innocent.txt' WHERE org_id = ?1 AND chain_seq = 3",
-            [&org],
-        )
-        .expect("edit");
-        drop(conn);
-        let found = |r: &crate::chain::Report| {
-            r.problems
-                .iter()
-                .map(|p| (p.chain.clone(), p.seq, p.kind))
-                .collect::<Vec<_>>()
-        };
-        let report = verify_db_reading(&db, None, None, Reading::Bodies)
-            .await
-            .expect("verify");
-        let problems = found(&report);
-        assert!(
-            problems.contains(&("(database)".into(), None, "schema")),
-            "{problems:?}"
-        );
-        assert!(
-            problems.contains(&(org.clone(), Some(3), "modified")),
-            "the altered schema makes verification read every column: {problems:?}"
-        );
-        // With the definition put back, the edited value stays in the
-        // record: only reading every column still sees it.
-        rewrite_schema(&file, plain, derived);
-        assert_eq!(name_at_3(&file), "innocent.txt");
-        let report = verify_db_reading(&db, None, None, Reading::Columns)
-            .await
-            .expect("verify");
-        assert_eq!(
-            found(&report),
-            vec![(org.clone(), Some(3), "modified")],
-            "{:?}",
-            report.problems
-        );
-        let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
     }
 }

@@ -24,11 +24,6 @@ pub enum AuditCmd {
         public_key: Option<String>,
         #[arg(long)]
         json: bool,
-        /// SQLite: rebuild every event from its 19 columns instead of hashing
-        /// the stored body the columns are derived from (slower; for when the
-        /// database file itself may have been edited byte by byte)
-        #[arg(long)]
-        columns: bool,
     },
     /// Write one organization's events and signed checkpoints as JSON Lines
     Export {
@@ -110,25 +105,14 @@ pub async fn run(c: Config, cmd: AuditCmd) -> Result<ExitCode> {
         }
     };
     match cmd {
-        AuditCmd::Verify {
-            org, json, columns, ..
-        } => {
+        AuditCmd::Verify { org, json, .. } => {
             let only = match &org {
                 Some(slug) => Some(chain_of(slug).await?),
                 None => None,
             };
-            let reading = if columns {
-                chain::Reading::Columns
-            } else {
-                chain::Reading::Bodies
-            };
-            let report = chain::verify_db_reading(
-                &store.db,
-                only.as_deref(),
-                Some(&signer.public_key_hex()),
-                reading,
-            )
-            .await?;
+            let report =
+                chain::verify_db(&store.db, only.as_deref(), Some(&signer.public_key_hex()))
+                    .await?;
             // The security dashboard shows when the trail was last proven intact.
             let summary = serde_json::json!({
                 "at_micros": kura_store::time::now_micros(), "org": org, "healthy": report.problems.is_empty(),

@@ -229,13 +229,12 @@ mod tests {
         let conn = rusqlite::Connection::open(&file).expect("writer");
         conn.execute_batch(
             "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 39999)
-             INSERT INTO audit_events (body)
-             SELECT json_array('org-' || (x % 4), NULL, 1000000 + x * 10 + (x * 7) % 13, 'org-' || (x % 4),
-                    NULL, NULL, NULL, '10.0.0.' || (x % 200), NULL, NULL,
+             INSERT INTO audit_events (ts, org_id, action, outcome, project_id, node_id, version_id, object_name, bytes, ip)
+             SELECT 1000000 + x * 10 + (x * 7) % 13, 'org-' || (x % 4),
                     CASE x % 3 WHEN 0 THEN 'file.download' WHEN 1 THEN 'folder.list' ELSE 'node.rename' END,
                     CASE WHEN x % 17 = 0 THEN 'denied' ELSE 'success' END,
                     'project-' || (x % 9), 'node-' || (x % 501), 'version-' || (x % 2), 'name-' || (x % 11),
-                    x % 1000, NULL)
+                    x % 1000, '10.0.0.' || (x % 200)
              FROM c",
         )
         .expect("fill");
