@@ -375,7 +375,14 @@ fn outside_hours(rule: &crate::detection::HoursRule, ts: i64) -> bool {
         z.weekday(),
         jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
     );
-    (rule.weekdays_only && weekend) || hour < rule.start_hour || hour >= rule.end_hour
+    if (rule.weekdays_only && weekend) || hour < rule.start_hour || hour >= rule.end_hour {
+        return true;
+    }
+    !rule.holidays.is_empty()
+        && rule
+            .holidays
+            .binary_search_by(|d| d.as_str().cmp(z.date().to_string().as_str()))
+            .is_ok()
 }
 
 #[cfg(test)]
@@ -478,5 +485,18 @@ mod tests {
         assert!(!outside_hours(&rule, noon_tokyo));
         // 15:00 UTC = 00:00 in Tokyo.
         assert!(outside_hours(&rule, noon_tokyo + 12 * 60 * MICROS_PER_MIN));
+        // Holidays, alone: every hour of every day is a working hour here.
+        rule.start_hour = 0;
+        rule.end_hour = 24;
+        rule.weekdays_only = false;
+        assert!(!outside_hours(&rule, noon_tokyo));
+        rule.holidays = vec!["2026-11-03".into(), "2026-11-26".into()];
+        assert!(outside_hours(&rule, noon_tokyo));
+        // The date counts in Tokyo: 16:00 UTC on the 25th is already 01:00
+        // on the 26th there, 14:00 UTC is still 23:00 on the 25th.
+        let hour = 60 * MICROS_PER_MIN;
+        assert!(outside_hours(&rule, noon_tokyo - 11 * hour));
+        assert!(!outside_hours(&rule, noon_tokyo - 13 * hour));
+        assert!(!outside_hours(&rule, noon_tokyo + 24 * hour));
     }
 }

@@ -56,8 +56,13 @@ pub struct CountRule {
     pub contain: Containment,
 }
 
+/// Most days off an organization may list (about three years of public
+/// holidays and closures, with room to spare).
+const MAX_HOLIDAYS: usize = 1000;
+
 /// Access outside `start_hour`..`end_hour` (and, with `weekdays_only`, on
-/// Saturdays and Sundays) in the organization's time zone.
+/// Saturdays and Sundays) in the organization's time zone, and on any of
+/// the organization's `holidays`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoursRule {
@@ -66,6 +71,11 @@ pub struct HoursRule {
     pub start_hour: u8,
     pub end_hour: u8,
     pub weekdays_only: bool,
+    /// Days off in the organization's time zone (`YYYY-MM-DD`; public
+    /// holidays, office closures): any access on them is outside hours.
+    /// Kept sorted (see [`set`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holidays: Vec<String>,
     pub contain: Containment,
 }
 
@@ -133,6 +143,7 @@ impl Default for DetectionConfig {
                 start_hour: 7,
                 end_hour: 21,
                 weekdays_only: true,
+                holidays: Vec::new(),
                 contain: Containment::None,
             },
             new_network: SimpleRule {
@@ -176,6 +187,14 @@ impl DetectionConfig {
         }
         if jiff::tz::TimeZone::get(&h.time_zone).is_err() || h.time_zone.len() > 64 {
             return bad("off_hours: time_zone must be an IANA time zone such as Asia/Tokyo");
+        }
+        if h.holidays.len() > MAX_HOLIDAYS
+            || h.holidays.iter().any(|d| {
+                d.parse::<jiff::civil::Date>()
+                    .map_or(true, |date| date.to_string() != *d)
+            })
+        {
+            return bad("off_hours: holidays must be at most 1000 dates written YYYY-MM-DD");
         }
         if self.notify_emails.len() > 20
             || self
@@ -246,6 +265,11 @@ pub async fn set(
         return Err(StoreError::Denied(kura_core::Denied::Forbidden));
     }
     cfg.validate()?;
+    // Holidays are looked up by binary search for every event.
+    let mut cfg = cfg.clone();
+    cfg.off_hours.holidays.sort();
+    cfg.off_hours.holidays.dedup();
+    let cfg = &cfg;
     let org = g.org_id();
     crate::orgs::get_any(db, org).await?;
     let old = get(db, org).await?;
@@ -303,6 +327,14 @@ mod tests {
         let mut bad = DetectionConfig::default();
         bad.off_hours.time_zone = "Mars/Olympus".into();
         assert!(bad.validate().is_err());
+        for day in ["2026-02-30", "2026-2-3", "tomorrow", ""] {
+            let mut c = DetectionConfig::default();
+            c.off_hours.holidays = vec!["2027-01-01".into(), day.into()];
+            assert!(c.validate().is_err(), "{day:?}");
+        }
+        let mut c = DetectionConfig::default();
+        c.off_hours.holidays = vec!["2027-01-01".into(), "2026-12-31".into()];
+        c.validate().unwrap();
         bad = DetectionConfig {
             webhook_url: Some("http://203.0.113.9/hook".into()),
             ..DetectionConfig::default()

@@ -163,6 +163,28 @@ pub async fn detect_contain_notify_and_scope() {
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // Days off count as outside working hours; they are kept sorted, once,
+    // and a date that does not exist is refused.
+    let mut rules = detection(&format!("http://127.0.0.1:{hook_port}/hook"), 15);
+    rules["off_hours"]["holidays"] = json!(["2001-05-03", "2001-01-01", "2001-05-03"]);
+    let (st, v) = admin_a
+        .json(
+            Method::PUT,
+            &format!("/api/orgs/{agency}/detection"),
+            rules.clone(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, saved) = admin_a.get(&format!("/api/orgs/{agency}/detection")).await;
+    assert_eq!(
+        saved["off_hours"]["holidays"],
+        json!(["2001-01-01", "2001-05-03"])
+    );
+    rules["off_hours"]["holidays"] = json!(["2001-02-30"]);
+    let (st, v) = admin_a
+        .json(Method::PUT, &format!("/api/orgs/{agency}/detection"), rules)
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
 
     // The agency's project: 80 files in two folders, and a canary.
     let p = admin_a.create_project("Procurement 2027").await;
