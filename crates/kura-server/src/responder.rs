@@ -20,6 +20,12 @@ const BATCH: i64 = 2000;
 const TICK: Duration = Duration::from_millis(500);
 const LEASE_MICROS: i64 = 15_000_000;
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
+/// After a start or a lease take-over, the detector replays this much of
+/// the recent trail (without raising alerts) to rebuild its windows, so a
+/// burst that straddles a restart is still counted whole.
+const WARM_UP_MICROS: i64 = 60 * 60 * 1_000_000;
+/// At most this many events are replayed (a start stays quick).
+const WARM_UP_MAX: usize = 200_000;
 
 /// The platform mode as last read (for the maintenance page, which answers
 /// before any credential is read); refreshed every tick.
@@ -54,6 +60,9 @@ struct Loop {
     detector: Detector,
     cursor: Option<i64>,
     first_access: HashMap<(String, String), i64>,
+    /// Whether the windows were rebuilt from the recent trail since this
+    /// node (re)took the lease.
+    warm: bool,
 }
 
 /// Keep the mode cache fresh and, with `evaluate`, take part in detection.
@@ -67,6 +76,7 @@ pub fn start(state: AppState, evaluate: bool) {
             detector: Detector::default(),
             cursor: None,
             first_access: HashMap::new(),
+            warm: false,
         };
         loop {
             if let Ok(m) = kura_store::platform::mode(&state.store.db).await {
@@ -108,6 +118,7 @@ impl Loop {
         if !ours_or_free {
             self.cursor = None; // another node moves the cursor meanwhile
             self.stored = None;
+            self.forget_windows();
             return Ok(false);
         }
         let got = put_setting(
@@ -132,6 +143,87 @@ impl Loop {
         }
     }
 
+    /// Empty the windows: another node evaluated meanwhile, so they are
+    /// rebuilt from the trail when this node takes the lease again.
+    fn forget_windows(&mut self) {
+        self.detector = Detector::default();
+        self.warm = false;
+    }
+
+    /// The rules, canaries and first accesses that evaluating `batch` needs.
+    async fn prepare(
+        &mut self,
+        db: &kura_store::Db,
+        batch: &[std::sync::Arc<kura_store::chain::Record>],
+    ) -> Result<(HashMap<String, DetectionConfig>, HashMap<String, String>), StoreError> {
+        let canaries: HashMap<String, String> = alerts::all_canaries(db)
+            .await?
+            .into_iter()
+            .map(|c| (c.node_id, c.org_id))
+            .collect();
+        let mut configs: HashMap<String, DetectionConfig> = HashMap::new();
+        let orgs: HashSet<String> = batch.iter().filter_map(|r| r.org_id.clone()).collect();
+        for o in orgs {
+            let c = self.config(db, &o).await;
+            configs.insert(o, c);
+        }
+        if self.first_access.len() > 100_000 {
+            self.first_access.clear();
+        }
+        for r in batch {
+            if let Some(pair) = Detector::pair_of(r) {
+                if let std::collections::hash_map::Entry::Vacant(e) = self.first_access.entry(pair)
+                {
+                    let (actor, project) = e.key();
+                    let first = kura_store::audit::first_access(db, actor, project)
+                        .await?
+                        .unwrap_or(r.ts);
+                    e.insert(first);
+                }
+            }
+        }
+        Ok((configs, canaries))
+    }
+
+    /// Rebuild the windows from the last hour of the trail up to `upto`
+    /// (events already evaluated): what they raise was raised before, so
+    /// nothing is raised now, but the windows and quiet periods are as if
+    /// the detector had never stopped.
+    async fn warm_up(&mut self, db: &kura_store::Db, upto: i64) -> Result<(), StoreError> {
+        let now = kura_store::time::now_micros();
+        let Some(first) = kura_store::audit::first_id_since(db, now - WARM_UP_MICROS).await? else {
+            return Ok(());
+        };
+        let mut from = first - 1;
+        let mut replayed = 0usize;
+        while from < upto && replayed < WARM_UP_MAX {
+            let mut batch = kura_store::audit::events_after(db, from, BATCH).await?;
+            batch.retain(|r| r.id <= upto);
+            let Some(last) = batch.last().map(|r| r.id) else {
+                break;
+            };
+            let (configs, canaries) = self.prepare(db, &batch).await?;
+            let inp = Inputs {
+                configs: &configs,
+                canaries: &canaries,
+                first_access: &self.first_access,
+            };
+            for r in &batch {
+                let _ = self.detector.process(r, &inp);
+            }
+            replayed += batch.len();
+            from = last;
+        }
+        self.detector.prune(now);
+        if replayed > 0 {
+            tracing::info!(
+                events = replayed,
+                "detector windows rebuilt from the recent trail"
+            );
+        }
+        Ok(())
+    }
+
     async fn tick(&mut self, s: &AppState) -> Result<bool, StoreError> {
         let db = &s.store.db;
         if !self.lease(db).await? {
@@ -154,37 +246,16 @@ impl Loop {
                 }
             },
         };
+        if !self.warm {
+            self.warm_up(db, from).await?;
+            self.warm = true;
+        }
         let batch = kura_store::audit::events_after(db, from, BATCH).await?;
         if batch.is_empty() {
             self.cursor = Some(from);
             return Ok(false);
         }
-        let canaries: HashMap<String, String> = alerts::all_canaries(db)
-            .await?
-            .into_iter()
-            .map(|c| (c.node_id, c.org_id))
-            .collect();
-        let mut configs: HashMap<String, DetectionConfig> = HashMap::new();
-        let orgs: HashSet<String> = batch.iter().filter_map(|r| r.org_id.clone()).collect();
-        for o in orgs {
-            let c = self.config(db, &o).await;
-            configs.insert(o, c);
-        }
-        if self.first_access.len() > 100_000 {
-            self.first_access.clear();
-        }
-        for r in &batch {
-            if let Some(pair) = Detector::pair_of(r) {
-                if let std::collections::hash_map::Entry::Vacant(e) = self.first_access.entry(pair)
-                {
-                    let (actor, project) = e.key();
-                    let first = kura_store::audit::first_access(db, actor, project)
-                        .await?
-                        .unwrap_or(r.ts);
-                    e.insert(first);
-                }
-            }
-        }
+        let (configs, canaries) = self.prepare(db, &batch).await?;
         let mut findings: Vec<Finding> = Vec::new();
         {
             let inp = Inputs {
@@ -220,6 +291,7 @@ impl Loop {
                 self.cursor = None;
                 self.stored = None;
                 self.lease_until = 0;
+                self.forget_windows();
                 return Ok(false);
             }
             self.stored = Some(last);

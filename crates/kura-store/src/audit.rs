@@ -799,6 +799,27 @@ async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Re
         .await?;
     rows.iter().map(crate::chain::Record::from_row).collect()
 }
+/// The id of the first event at or after `ts` (µs), in time order: where
+/// the detector starts replaying recent events after a restart.
+pub async fn first_id_since(db: &Db, ts: i64) -> Result<Option<i64>> {
+    use crate::db::RowExt;
+    let stored = sqlx::query("SELECT id FROM audit_events WHERE ts >= $1 ORDER BY ts LIMIT 1")
+        .bind(ts)
+        .fetch_optional(&db.read)
+        .await?;
+    if let Some(r) = stored {
+        return Ok(Some(r.int("id")?));
+    }
+    if db.backend != crate::db::Backend::Sqlite {
+        return Ok(None);
+    }
+    // Everything recent may still wait in the tail (a small table).
+    sqlx::query("SELECT MIN(id) AS m FROM audit_tail WHERE ts >= $1")
+        .bind(ts)
+        .fetch_one(&db.read)
+        .await?
+        .opt_int("m")
+}
 
 /// When `actor` first did anything in `project` (None: never).
 pub async fn first_access(db: &Db, actor: &str, project: &str) -> Result<Option<i64>> {

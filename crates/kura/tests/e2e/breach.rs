@@ -892,3 +892,94 @@ pub async fn alert_notices_wait_for_the_receiver_across_a_restart() {
     }
     drop(restarted);
 }
+
+/// A burst of downloads that straddles a restart is counted whole: the
+/// detector rebuilds its windows from the recent trail when it starts.
+pub async fn detection_windows_survive_a_restart() {
+    let mut server = TestServer::start(ServerOpts::default()).await;
+    let root = server.bootstrap().await;
+    let org = root.create_org(&unique("agency"), None).await;
+    let admin = root.create_user(&org, "agency-admin", true).await;
+    let mut rules = detection("", 10);
+    rules.as_object_mut().unwrap().remove("webhook_url");
+    let (st, v) = admin
+        .json(Method::PUT, &format!("/api/orgs/{org}/detection"), rules)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let p = admin.create_project("Archive").await;
+    let mut files = Vec::new();
+    for i in 0..12 {
+        let id = admin
+            .upload_ok(
+                &p,
+                &p.root,
+                &format!("f-{i:02}.txt"),
+                format!("{i}").into_bytes(),
+            )
+            .await;
+        files.push(id);
+    }
+    let fetch = |c: Client, id: String, project: String| async move {
+        let r = c
+            .download(&format!("/api/projects/{project}/files/{id}/content"))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    };
+    // Six files (under the threshold of ten), then the detector's cursor
+    // moves past them (it is stored every 2 s) and the server stops.
+    for id in &files[..6] {
+        fetch(admin.clone(), id.clone(), p.id.clone()).await;
+    }
+    // The cursor is stored with the first batch evaluated 2 s after the
+    // last store: a later event (a listing) gives it one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (st, _) = admin
+        .get(&format!(
+            "/api/projects/{}/folders/{}/children",
+            p.id, p.root
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, v) = root.get(&format!("/api/orgs/{org}/alerts")).await;
+    assert!(
+        !v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "bulk_download"),
+        "{v}"
+    );
+    server.stop();
+    let restarted = TestServer::start_on(
+        server.data_dir.clone(),
+        server.db_url.clone(),
+        ServerOpts::default(),
+    );
+    let (mut admin2, mut root2) = (admin.clone(), root.clone());
+    admin2.base = restarted.base.clone();
+    root2.base = restarted.base.clone();
+    // Six more after the restart: twelve in the window, over ten.
+    for id in &files[6..] {
+        fetch(admin2.clone(), id.clone(), p.id.clone()).await;
+    }
+    // The restarted node evaluates once the stopped one's lease has run
+    // out (at most 15 s).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let a = loop {
+        let (_, v) = root2.get(&format!("/api/orgs/{org}/alerts")).await;
+        if let Some(a) = v["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find(|a| a["rule"] == "bulk_download" && a["actor_user_id"] == admin.user_id())
+                .cloned()
+        }) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no bulk_download alert: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Only six came after the restart: the window holds the six before it.
+    assert!(a["detail"]["files"].as_u64().unwrap_or(0) > 10, "{a}");
+    drop(restarted);
+}

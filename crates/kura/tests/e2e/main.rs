@@ -147,6 +147,11 @@ async fn breach_alert_notices_wait_for_the_receiver_across_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breach_detection_windows_survive_a_restart() {
+    breach::detection_windows_survive_a_restart().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breach_detect_contain_notify_and_scope() {
     breach::detect_contain_notify_and_scope().await;
 }
