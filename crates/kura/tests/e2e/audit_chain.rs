@@ -5,19 +5,10 @@
 
 use crate::files::world;
 use crate::harness::*;
-use sqlx::Connection;
 
 /// Direct database access, as an attacker would have it.
 async fn attacker(db_url: &str) -> sqlx::AnyConnection {
-    sqlx::any::install_default_drivers();
-    let url = if db_url.starts_with("sqlite:") {
-        format!("{db_url}?mode=rw")
-    } else {
-        db_url.to_string()
-    };
-    let mut c = sqlx::AnyConnection::connect(&url)
-        .await
-        .expect("connect to the database");
+    let mut c = database(db_url).await;
     let disable = if backend_is_postgres() {
         vec!["ALTER TABLE audit_events DISABLE TRIGGER USER"]
     } else {

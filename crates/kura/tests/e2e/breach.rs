@@ -737,18 +737,6 @@ pub async fn kill_switches_take_effect_on_the_next_request() {
     assert_eq!(admin.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
 }
 
-/// Direct database access for checks the API does not expose.
-async fn database(db_url: &str) -> sqlx::AnyConnection {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let url = if db_url.starts_with("sqlite:") {
-        format!("{db_url}?mode=rw")
-    } else {
-        db_url.to_string()
-    };
-    sqlx::AnyConnection::connect(&url).await.expect("database")
-}
-
 /// (tries so far, state) of the alert's webhook notice.
 async fn webhook_notice(db_url: &str, alert_id: &str) -> Option<(i64, String)> {
     use sqlx::Row;

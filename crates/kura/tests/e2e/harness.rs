@@ -505,3 +505,19 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     rand::thread_rng().fill_bytes(&mut v);
     v
 }
+
+/// A direct connection to a test server's database, as an operator (or an
+/// attacker with database access) would have it: for checks the API does
+/// not expose.
+pub async fn database(db_url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = if db_url.starts_with("sqlite:") {
+        format!("{db_url}?mode=rw")
+    } else {
+        db_url.to_string()
+    };
+    sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("connect to the database")
+}
