@@ -71,7 +71,10 @@ fn transport(c: &MailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Strin
             ))
         }
     };
-    let b = b.port(c.port);
+    // Bounded: a stalled relay must not hold an alert notice's claim.
+    let b = b
+        .port(c.port)
+        .timeout(Some(std::time::Duration::from_secs(30)));
     let b = match (&c.username, &c.password) {
         (Some(u), Some(p)) => b.credentials(Credentials::new(u.clone(), p.clone())),
         _ => b,

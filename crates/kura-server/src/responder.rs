@@ -24,8 +24,9 @@ const CURSOR_EVERY: Duration = Duration::from_secs(2);
 /// the recent trail (without raising alerts) to rebuild its windows, so a
 /// burst that straddles a restart is still counted whole.
 const WARM_UP_MICROS: i64 = 60 * 60 * 1_000_000;
-/// At most this many events are replayed (a start stays quick).
-const WARM_UP_MAX: usize = 200_000;
+/// At most this many of the newest events are replayed (a start stays
+/// quick; ids are close to dense, so this bounds the replay by id).
+const WARM_UP_MAX: i64 = 200_000;
 
 /// The platform mode as last read (for the maintenance page, which answers
 /// before any credential is read); refreshed every tick.
@@ -151,10 +152,10 @@ impl Loop {
     }
 
     /// The rules, canaries and first accesses that evaluating `batch` needs.
-    async fn prepare(
+    async fn prepare<R: std::borrow::Borrow<kura_store::chain::Record>>(
         &mut self,
         db: &kura_store::Db,
-        batch: &[std::sync::Arc<kura_store::chain::Record>],
+        batch: &[R],
     ) -> Result<(HashMap<String, DetectionConfig>, HashMap<String, String>), StoreError> {
         let canaries: HashMap<String, String> = alerts::all_canaries(db)
             .await?
@@ -162,7 +163,10 @@ impl Loop {
             .map(|c| (c.node_id, c.org_id))
             .collect();
         let mut configs: HashMap<String, DetectionConfig> = HashMap::new();
-        let orgs: HashSet<String> = batch.iter().filter_map(|r| r.org_id.clone()).collect();
+        let orgs: HashSet<String> = batch
+            .iter()
+            .filter_map(|r| r.borrow().org_id.clone())
+            .collect();
         for o in orgs {
             let c = self.config(db, &o).await;
             configs.insert(o, c);
@@ -171,6 +175,7 @@ impl Loop {
             self.first_access.clear();
         }
         for r in batch {
+            let r = r.borrow();
             if let Some(pair) = Detector::pair_of(r) {
                 if let std::collections::hash_map::Entry::Vacant(e) = self.first_access.entry(pair)
                 {
@@ -186,18 +191,27 @@ impl Loop {
     }
 
     /// Rebuild the windows from the last hour of the trail up to `upto`
-    /// (events already evaluated): what they raise was raised before, so
-    /// nothing is raised now, but the windows and quiet periods are as if
-    /// the detector had never stopped.
-    async fn warm_up(&mut self, db: &kura_store::Db, upto: i64) -> Result<(), StoreError> {
+    /// (events already evaluated, at most the newest `WARM_UP_MAX`): what
+    /// they raise was raised before, so nothing is raised now, but the
+    /// windows and quiet periods are as if the detector had never stopped.
+    /// False if the lease was lost meanwhile (the windows are then empty).
+    async fn warm_up(&mut self, db: &kura_store::Db, upto: i64) -> Result<bool, StoreError> {
+        // From empty windows, also after a replay that failed half-way:
+        // nothing may be counted twice.
+        self.detector = Detector::default();
         let now = kura_store::time::now_micros();
         let Some(first) = kura_store::audit::first_id_since(db, now - WARM_UP_MICROS).await? else {
-            return Ok(());
+            return Ok(true);
         };
-        let mut from = first - 1;
+        let mut from = (first - 1).max(upto - WARM_UP_MAX);
         let mut replayed = 0usize;
-        while from < upto && replayed < WARM_UP_MAX {
-            let mut batch = kura_store::audit::events_after(db, from, BATCH).await?;
+        while from < upto {
+            // A long replay must not outlive the lease it runs under.
+            if !self.lease(db).await? {
+                self.forget_windows();
+                return Ok(false);
+            }
+            let mut batch = kura_store::audit::events_after_uncached(db, from, BATCH).await?;
             batch.retain(|r| r.id <= upto);
             let Some(last) = batch.last().map(|r| r.id) else {
                 break;
@@ -221,7 +235,7 @@ impl Loop {
                 "detector windows rebuilt from the recent trail"
             );
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn tick(&mut self, s: &AppState) -> Result<bool, StoreError> {
@@ -247,7 +261,9 @@ impl Loop {
             },
         };
         if !self.warm {
-            self.warm_up(db, from).await?;
+            if !self.warm_up(db, from).await? {
+                return Ok(false);
+            }
             self.warm = true;
         }
         let batch = kura_store::audit::events_after(db, from, BATCH).await?;
@@ -371,8 +387,9 @@ async fn respond(s: &AppState, f: Finding, cfg: DetectionConfig) {
         )
         .await;
     }
-    let s2 = s.clone();
-    tokio::spawn(async move { notify(&s2, &alert, &cfg).await });
+    // Queued before the detector's cursor moves past the event: a stop
+    // right after cannot lose the notices (the delivery loop sends them).
+    notify(s, &alert, &cfg).await;
 }
 
 async fn recipients(s: &AppState, alert: &Alert, cfg: &DetectionConfig) -> Vec<String> {
@@ -427,24 +444,35 @@ const DELIVERY_TICK: Duration = Duration::from_secs(1);
 /// again (`alert_retry_seconds`, doubling); the final outcome is audited.
 pub fn start_deliveries(state: AppState) {
     tokio::spawn(async move {
+        // Only what this node can send: a node without a relay leaves
+        // email to the others instead of using up its tries.
+        let channels: Vec<Channel> = if state.mailer.is_some() {
+            vec![Channel::Email, Channel::Webhook]
+        } else {
+            vec![Channel::Webhook]
+        };
+        let mut purged_at: Option<Instant> = None;
         loop {
-            let due = match outbox::claim_due(&state.store.db, 20).await {
-                Ok(d) => d,
+            if purged_at.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                purged_at = Some(Instant::now());
+                if let Err(e) = outbox::purge_finished(&state.store.db).await {
+                    tracing::warn!(error = %e, "old alert notices could not be removed");
+                }
+            }
+            match outbox::claim_next(&state.store.db, &channels).await {
+                Ok(Some(d)) => deliver(&state, d).await,
+                Ok(None) => tokio::time::sleep(DELIVERY_TICK).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "alert notices could not be read");
-                    Vec::new()
+                    tokio::time::sleep(DELIVERY_TICK).await;
                 }
-            };
-            let full = due.len() == 20;
-            for d in due {
-                deliver(&state, d).await;
-            }
-            if !full {
-                tokio::time::sleep(DELIVERY_TICK).await;
             }
         }
     });
 }
+
+/// How often delivered and given-up notices older than 30 days are removed.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Send one notice once, and record what came of it.
 async fn deliver(s: &AppState, d: Delivery) {
@@ -457,8 +485,14 @@ async fn deliver(s: &AppState, d: Delivery) {
     let tries = d.attempts + 1;
     let given_up = match &result {
         Ok(()) => {
-            if let Err(e) = outbox::finish(db, &d.id, true).await {
-                tracing::error!(error = %e, delivery = %d.id, "could not mark a notice sent");
+            match outbox::finish(db, &d, true).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(delivery = %d.id, "a notice was taken over by another node while it was sent")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, delivery = %d.id, "could not mark a notice sent")
+                }
             }
             false
         }

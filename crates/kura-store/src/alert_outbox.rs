@@ -16,9 +16,14 @@ pub const MAX_ATTEMPTS: i64 = 10;
 /// Longest wait between two tries, in seconds.
 const MAX_DELAY_SECS: i64 = 1800;
 
-/// How long a claimed notice stays with the node that claimed it; if that
-/// node stops before it finishes, another takes it over afterwards.
-const CLAIM_MICROS: i64 = 120_000_000;
+/// How long a claimed notice stays with the node that claimed it (longer
+/// than one try can take: a webhook times out after 10 s, an SMTP
+/// exchange after 30 s per command); if that node stops before it
+/// finishes, another takes it over afterwards.
+const CLAIM_MICROS: i64 = 300_000_000;
+
+/// Delivered and given-up notices are kept this long, then deleted.
+const KEEP_FINISHED_MICROS: i64 = 30 * 24 * 3600 * 1_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
@@ -46,6 +51,9 @@ pub struct Delivery {
     pub target: String,
     /// Tries made before this one.
     pub attempts: i64,
+    /// The claim this node holds (the `next_at` it wrote): the outcome is
+    /// recorded only while the claim is still this node's.
+    pub claim: i64,
 }
 
 fn from_row(r: &AnyRow) -> Result<Option<Delivery>> {
@@ -61,6 +69,7 @@ fn from_row(r: &AnyRow) -> Result<Option<Delivery>> {
         channel,
         target: r.str("target")?,
         attempts: r.int("attempts")?,
+        claim: 0,
     }))
 }
 
@@ -92,50 +101,71 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Claim up to `limit` notices that are due: each is moved out of reach of
-/// other nodes for a while (compare-and-set on `next_at`), so that one node
-/// sends it.
-pub async fn claim_due(db: &Db, limit: i64) -> Result<Vec<Delivery>> {
+/// Claim the oldest due notice on one of `channels`: it is moved out of
+/// reach of other nodes for a while (compare-and-set on `next_at`), so that
+/// one node sends it. One at a time, just before sending, so that a claim
+/// never outlives the try it covers.
+pub async fn claim_next(db: &Db, channels: &[Channel]) -> Result<Option<Delivery>> {
+    if channels.is_empty() {
+        return Ok(None);
+    }
     let now = crate::time::now_micros();
-    let rows = sqlx::query(
+    let wanted = if channels.len() == 1 {
+        format!("AND channel = '{}'", channels[0].as_str())
+    } else {
+        String::new()
+    };
+    // A few candidates: another node may take the first meanwhile.
+    let rows = sqlx::query(&format!(
         "SELECT id, alert_id, org_id, channel, target, attempts, next_at FROM alert_deliveries \
-         WHERE state = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT $2",
-    )
+         WHERE state = 'pending' AND next_at <= $1 {wanted} ORDER BY next_at LIMIT 4"
+    ))
     .bind(now)
-    .bind(limit)
     .fetch_all(&db.read)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
+        let claim = now + CLAIM_MICROS;
         let claimed = sqlx::query(
             "UPDATE alert_deliveries SET next_at = $1 WHERE id = $2 AND next_at = $3 AND state = 'pending'",
         )
-        .bind(now + CLAIM_MICROS)
+        .bind(claim)
         .bind(r.str("id")?)
         .bind(r.int("next_at")?)
         .execute(&db.write)
         .await?
         .rows_affected();
-        if claimed == 1 {
-            match from_row(r)? {
-                Some(d) => out.push(d),
-                // A channel this version does not know: leave it to fail
-                // visibly rather than retrying it forever.
-                None => finish(db, &r.str("id")?, false).await?,
+        if claimed != 1 {
+            continue;
+        }
+        match from_row(r)? {
+            Some(d) => return Ok(Some(Delivery { claim, ..d })),
+            // A channel this version does not know: give it up visibly
+            // rather than retrying it forever.
+            None => {
+                sqlx::query("UPDATE alert_deliveries SET state = 'failed' WHERE id = $1")
+                    .bind(r.str("id")?)
+                    .execute(&db.write)
+                    .await?;
             }
         }
     }
-    Ok(out)
+    Ok(None)
 }
 
-/// The notice was delivered (`sent`) or is given up.
-pub async fn finish(db: &Db, id: &str, sent: bool) -> Result<()> {
-    sqlx::query("UPDATE alert_deliveries SET state = $1, attempts = attempts + 1 WHERE id = $2")
-        .bind(if sent { "sent" } else { "failed" })
-        .bind(id)
-        .execute(&db.write)
-        .await?;
-    Ok(())
+/// The notice was delivered (`sent`) or is given up. False if the claim
+/// was no longer this node's (another node took the notice over).
+pub async fn finish(db: &Db, d: &Delivery, sent: bool) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE alert_deliveries SET state = $1, attempts = attempts + 1 \
+         WHERE id = $2 AND next_at = $3 AND state = 'pending'",
+    )
+    .bind(if sent { "sent" } else { "failed" })
+    .bind(&d.id)
+    .bind(d.claim)
+    .execute(&db.write)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
 }
 
 /// The try failed: count it and schedule the next one `base_secs`, then
@@ -144,19 +174,36 @@ pub async fn finish(db: &Db, id: &str, sent: bool) -> Result<()> {
 pub async fn retry_later(db: &Db, d: &Delivery, base_secs: u64) -> Result<bool> {
     let tries = d.attempts + 1;
     if tries >= MAX_ATTEMPTS {
-        finish(db, &d.id, false).await?;
+        finish(db, d, false).await?;
         return Ok(false);
     }
-    let delay = (base_secs.max(1) as i64)
+    let base = i64::try_from(base_secs.clamp(1, MAX_DELAY_SECS as u64)).unwrap_or(1);
+    let delay = base
         .saturating_mul(1i64 << (tries - 1).min(20))
         .min(MAX_DELAY_SECS);
-    sqlx::query("UPDATE alert_deliveries SET attempts = $1, next_at = $2 WHERE id = $3")
-        .bind(tries)
-        .bind(crate::time::now_micros() + delay * 1_000_000)
-        .bind(&d.id)
-        .execute(&db.write)
-        .await?;
+    sqlx::query(
+        "UPDATE alert_deliveries SET attempts = $1, next_at = $2 \
+         WHERE id = $3 AND next_at = $4 AND state = 'pending'",
+    )
+    .bind(tries)
+    .bind(crate::time::now_micros() + delay * 1_000_000)
+    .bind(&d.id)
+    .bind(d.claim)
+    .execute(&db.write)
+    .await?;
     Ok(true)
+}
+
+/// Delete notices delivered or given up more than 30 days ago (the trail
+/// keeps what happened to them).
+pub async fn purge_finished(db: &Db) -> Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM alert_deliveries WHERE state <> 'pending' AND created_at < $1")
+            .bind(crate::time::now_micros() - KEEP_FINISHED_MICROS)
+            .execute(&db.write)
+            .await?
+            .rows_affected(),
+    )
 }
 
 /// Notices not yet delivered, per state (for the dashboard and tests).

@@ -758,6 +758,18 @@ pub struct RecentEvents {
     events: std::collections::VecDeque<std::sync::Arc<crate::chain::Record>>,
 }
 
+/// Committed events after `id`, oldest first, read straight from the
+/// database without the followers' shared cache (for one-off reads of
+/// older events, such as the detector's replay after a start, which would
+/// otherwise move the cache back in time).
+pub async fn events_after_uncached(
+    db: &Db,
+    id: i64,
+    limit: i64,
+) -> Result<Vec<crate::chain::Record>> {
+    read_after(db, id, limit.max(1)).await
+}
+
 async fn read_after(db: &Db, id: i64, limit: i64) -> Result<Vec<crate::chain::Record>> {
     // On SQLite, committed events are in the trail or still in its tail,
     // each in exactly one of them at any instant, so one statement (one

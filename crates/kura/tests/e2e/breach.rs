@@ -737,12 +737,16 @@ pub async fn kill_switches_take_effect_on_the_next_request() {
     assert_eq!(admin.get("/api/me").await.0, StatusCode::UNAUTHORIZED);
 }
 
-/// (tries so far, state) of the alert's webhook notice.
-async fn webhook_notice(db_url: &str, alert_id: &str) -> Option<(i64, String)> {
+/// (tries so far, state, µs until its next try) of the alert's webhook notice.
+async fn webhook_notice(db_url: &str, alert_id: &str) -> Option<(i64, String, i64)> {
     use sqlx::Row;
     let mut c = database(db_url).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
     sqlx::query(
-        "SELECT attempts, state FROM alert_deliveries WHERE alert_id = $1 AND channel = 'webhook'",
+        "SELECT attempts, state, next_at FROM alert_deliveries WHERE alert_id = $1 AND channel = 'webhook'",
     )
     .bind(alert_id)
     .fetch_optional(&mut c)
@@ -752,6 +756,7 @@ async fn webhook_notice(db_url: &str, alert_id: &str) -> Option<(i64, String)> {
         (
             r.try_get::<i64, _>(0).unwrap(),
             r.try_get::<String, _>(1).unwrap(),
+            r.try_get::<i64, _>(2).unwrap() - now,
         )
     })
 }
@@ -804,16 +809,20 @@ pub async fn alert_notices_wait_for_the_receiver_across_a_restart() {
     let alert = wait_alert(&root, &org, "canary", &admin.user_id()).await;
     let alert_id = alert["id"].as_str().unwrap().to_string();
     // The receiver is down: the notice waits in the database, tried again.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Stop between two tries (not while a node holds it: a claim lasts
+    // minutes), i.e. when its next try is due in a moment, not yet.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match webhook_notice(&server.db_url, &alert_id).await {
-            Some((tries, state)) if tries >= 1 => {
+            Some((tries, state, due_in))
+                if tries >= 1 && (300_000..60_000_000).contains(&due_in) =>
+            {
                 assert_eq!(state, "pending");
                 break;
             }
             other => assert!(Instant::now() < deadline, "no failed try yet: {other:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.stop();
     // The receiver comes up while the server is down; the restarted
@@ -840,7 +849,7 @@ pub async fn alert_notices_wait_for_the_receiver_across_a_restart() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (tries, state) = webhook_notice(&restarted.db_url, &alert_id)
+        let (tries, state, _) = webhook_notice(&restarted.db_url, &alert_id)
             .await
             .expect("notice");
         if state == "sent" {
@@ -928,7 +937,44 @@ pub async fn detection_windows_survive_a_restart() {
         ))
         .await;
     assert_eq!(st, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The replay is what this test is about: the cursor must be past the
+    // six downloads, or the restarted node would simply evaluate them again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        use sqlx::Row;
+        let mut c = database(&server.db_url).await;
+        let cursor: i64 = sqlx::query("SELECT value FROM settings WHERE key = 'detector_cursor'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .try_get::<String, _>(0)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let sql = if backend_is_postgres() {
+            "SELECT MAX(id) FROM audit_events WHERE action = 'file.download'"
+        } else {
+            "SELECT MAX(id) FROM (SELECT id FROM audit_events WHERE action = 'file.download' \
+             UNION ALL SELECT id FROM audit_tail WHERE action = 'file.download')"
+        };
+        let last: i64 = sqlx::query(sql)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        if cursor > last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cursor {cursor} not past {last}");
+        let _ = admin
+            .get(&format!(
+                "/api/projects/{}/folders/{}/children",
+                p.id, p.root
+            ))
+            .await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
     let (_, v) = root.get(&format!("/api/orgs/{org}/alerts")).await;
     assert!(
         !v["items"]
