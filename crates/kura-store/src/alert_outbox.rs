@@ -110,19 +110,25 @@ pub async fn claim_next(db: &Db, channels: &[Channel]) -> Result<Option<Delivery
         return Ok(None);
     }
     let now = crate::time::now_micros();
-    let wanted = if channels.len() == 1 {
-        format!("AND channel = '{}'", channels[0].as_str())
-    } else {
-        String::new()
-    };
     // A few candidates: another node may take the first meanwhile.
-    let rows = sqlx::query(&format!(
-        "SELECT id, alert_id, org_id, channel, target, attempts, next_at FROM alert_deliveries \
-         WHERE state = 'pending' AND next_at <= $1 {wanted} ORDER BY next_at LIMIT 4"
-    ))
-    .bind(now)
-    .fetch_all(&db.read)
-    .await?;
+    let rows = if let [only] = channels {
+        sqlx::query(
+            "SELECT id, alert_id, org_id, channel, target, attempts, next_at FROM alert_deliveries \
+             WHERE state = 'pending' AND next_at <= $1 AND channel = $2 ORDER BY next_at LIMIT 4",
+        )
+        .bind(now)
+        .bind(only.as_str())
+        .fetch_all(&db.read)
+        .await?
+    } else {
+        sqlx::query(
+            "SELECT id, alert_id, org_id, channel, target, attempts, next_at FROM alert_deliveries \
+             WHERE state = 'pending' AND next_at <= $1 ORDER BY next_at LIMIT 4",
+        )
+        .bind(now)
+        .fetch_all(&db.read)
+        .await?
+    };
     for r in &rows {
         let claim = now + CLAIM_MICROS;
         let claimed = sqlx::query(
@@ -216,4 +222,89 @@ pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>> {
     rows.iter()
         .map(|r| Ok((r.str("state")?, r.int("n")?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn db(name: &str) -> (Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("kura-outbox-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = Db::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+            .await
+            .expect("open");
+        db.migrate().await.expect("migrate");
+        (db, dir)
+    }
+
+    #[tokio::test]
+    async fn each_notice_is_claimed_once_and_retried_then_given_up() {
+        let (db, dir) = db("claims").await;
+        let to = vec!["a@example.org".to_string(), "b@example.org".to_string()];
+        enqueue(&db, "alert-1", None, Channel::Email, &to)
+            .await
+            .unwrap();
+        enqueue(
+            &db,
+            "alert-1",
+            None,
+            Channel::Webhook,
+            &["https://x.example/h".into()],
+        )
+        .await
+        .unwrap();
+        // A webhook-only node never takes the emails.
+        let hook = claim_next(&db, &[Channel::Webhook]).await.unwrap().unwrap();
+        assert_eq!(hook.channel, Channel::Webhook);
+        assert!(claim_next(&db, &[Channel::Webhook])
+            .await
+            .unwrap()
+            .is_none());
+        // Claimed notices are out of reach until their claim runs out.
+        let first = claim_next(&db, &[Channel::Email]).await.unwrap().unwrap();
+        let second = claim_next(&db, &[Channel::Email, Channel::Webhook])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(first.id, second.id);
+        assert!(claim_next(&db, &[Channel::Email, Channel::Webhook])
+            .await
+            .unwrap()
+            .is_none());
+        // An outcome counts only under the claim that was given.
+        let stale = Delivery {
+            claim: first.claim - 1,
+            ..first.clone()
+        };
+        assert!(!finish(&db, &stale, true).await.unwrap());
+        assert!(finish(&db, &first, true).await.unwrap());
+        // A failed try comes back after the delay; the tenth is the last.
+        assert!(retry_later(&db, &second, 1).await.unwrap());
+        assert!(claim_next(&db, &[Channel::Email]).await.unwrap().is_none());
+        let last_try = Delivery {
+            attempts: MAX_ATTEMPTS - 1,
+            ..second.clone()
+        };
+        sqlx::query("UPDATE alert_deliveries SET next_at = $1 WHERE id = $2")
+            .bind(second.claim)
+            .bind(&second.id)
+            .execute(&db.write)
+            .await
+            .unwrap();
+        assert!(!retry_later(&db, &last_try, 1).await.unwrap());
+        let states: Vec<(String, i64)> = counts(&db).await.unwrap();
+        assert_eq!(
+            states,
+            vec![
+                ("failed".to_string(), 1),
+                ("pending".to_string(), 1),
+                ("sent".to_string(), 1)
+            ]
+        );
+        // Nothing finished is old enough to be purged yet.
+        assert_eq!(purge_finished(&db).await.unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
