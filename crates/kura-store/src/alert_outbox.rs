@@ -212,36 +212,25 @@ pub async fn purge_finished(db: &Db) -> Result<u64> {
     )
 }
 
-/// Notices not yet delivered, per state (for the dashboard and tests).
-pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>> {
-    let rows = sqlx::query(
-        "SELECT state, COUNT(*) AS n FROM alert_deliveries GROUP BY state ORDER BY state",
-    )
-    .fetch_all(&db.read)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.str("state")?, r.int("n")?)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn db(name: &str) -> (Db, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("kura-outbox-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let db = Db::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .expect("open");
-        db.migrate().await.expect("migrate");
-        (db, dir)
+    /// Notices per state.
+    async fn counts(db: &Db) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM alert_deliveries GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&db.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.str("state")?, r.int("n")?)))
+            .collect()
     }
 
     #[tokio::test]
     async fn each_notice_is_claimed_once_and_retried_then_given_up() {
-        let (db, dir) = db("claims").await;
+        let (db, dir) = crate::db::test_db("outbox").await;
         let to = vec!["a@example.org".to_string(), "b@example.org".to_string()];
         enqueue(&db, "alert-1", None, Channel::Email, &to)
             .await

@@ -301,6 +301,20 @@ impl RowExt for AnyRow {
     }
 }
 
+/// A fresh, migrated SQLite database in its own temporary folder
+/// (`kura-<name>-<pid>`), for unit tests; the caller removes the folder.
+#[cfg(test)]
+pub(crate) async fn test_db(name: &str) -> (Db, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("kura-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = Db::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+        .await
+        .expect("open");
+    db.migrate().await.expect("migrate");
+    (db, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,11 +378,11 @@ fn outside_hours(rule: &crate::detection::HoursRule, ts: i64) -> bool {
     if (rule.weekdays_only && weekend) || hour < rule.start_hour || hour >= rule.end_hour {
         return true;
     }
-    !rule.holidays.is_empty()
-        && rule
-            .holidays
-            .binary_search_by(|d| d.as_str().cmp(z.date().to_string().as_str()))
-            .is_ok()
+    if rule.holidays.is_empty() {
+        return false;
+    }
+    let today = z.date().to_string();
+    rule.holidays.binary_search(&today).is_ok()
 }
 
 #[cfg(test)]

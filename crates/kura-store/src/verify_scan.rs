@@ -191,13 +191,7 @@ mod tests {
     use kura_core::{OrgId, ProjectId};
 
     async fn trail(name: &str) -> (Db, Vec<OrgId>) {
-        let dir = std::env::temp_dir().join(format!("kura-scan-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let db = Db::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .expect("open");
-        db.migrate().await.expect("migrate");
+        let (db, _) = crate::db::test_db(&format!("scan-{name}")).await;
         let orgs: Vec<OrgId> = (0..3).map(|_| OrgId::new()).collect();
         let ctx = AuditCtx::cli();
         // Two transactions of interleaved chains, plus platform events.

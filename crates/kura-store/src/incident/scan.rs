@@ -217,14 +217,8 @@ mod tests {
 
     #[tokio::test]
     async fn parallel_slices_fold_what_one_pass_folds() {
-        let dir = std::env::temp_dir().join(format!("kura-scope-scan-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (_db, dir) = crate::db::test_db("scope-scan").await;
         let file = dir.join("t.db");
-        let db = crate::Db::connect(&format!("sqlite://{}", file.display()))
-            .await
-            .expect("open");
-        db.migrate().await.expect("migrate");
         // 40,000 events in 4 organizations, times slightly out of id order.
         let conn = rusqlite::Connection::open(&file).expect("writer");
         conn.execute_batch(
