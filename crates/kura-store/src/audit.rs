@@ -372,16 +372,12 @@ pub(crate) fn link(
     recs: &mut [crate::chain::Record],
     reserved: std::collections::HashMap<String, (i64, String)>,
 ) -> Result<Vec<(String, String)>> {
-    let mut heads: std::collections::HashMap<String, (i64, [u8; 64])> =
+    // Per chain: the next position and the last hash (raw; stored as hex).
+    let mut heads: std::collections::HashMap<String, (i64, [u8; 32])> =
         std::collections::HashMap::with_capacity(reserved.len());
     for (chain, (first, prev)) in reserved {
-        let mut p = [0u8; 64];
-        if prev.len() != 64 {
-            return Err(StoreError::Internal(format!(
-                "audit chain {chain}: bad head hash"
-            )));
-        }
-        p.copy_from_slice(prev.as_bytes());
+        let p = crate::event_hash::from_hex(prev.as_bytes())
+            .ok_or_else(|| StoreError::Internal(format!("audit chain {chain}: bad head hash")))?;
         heads.insert(chain, (first, p));
     }
     let mut buf = Vec::with_capacity(1024);
@@ -390,15 +386,16 @@ pub(crate) fn link(
             .get_mut(r.chain())
             .ok_or_else(|| StoreError::Internal("audit chain head".into()))?;
         let seq = head.0;
-        let hash = r.expected_hash_into(&head.1, seq, &mut buf);
+        // Events are written in the binary form (see `event_hash`).
+        let hash = r.binary_hash(&head.1, seq, &mut buf);
         head.0 += 1;
         head.1 = hash;
         r.chain_seq = Some(seq);
-        r.chain_hash = Some(String::from_utf8_lossy(&hash).into_owned());
+        r.chain_hash = Some(hex::encode(hash));
     }
     Ok(heads
         .into_iter()
-        .map(|(chain, (_, hash))| (chain, String::from_utf8_lossy(&hash).into_owned()))
+        .map(|(chain, (_, hash))| (chain, hex::encode(hash)))
         .collect())
 }
 

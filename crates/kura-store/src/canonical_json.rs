@@ -5,25 +5,31 @@
 //! the escaping rules stay serde_json's (a unit test compares both).
 
 /// A JSON string. Only `"`, `\` and control characters below U+0020 are
-/// escaped by serde_json; any other string is copied between quotes.
-pub fn string(buf: &mut Vec<u8>, s: &str) {
+/// escaped by serde_json; any other string is copied between quotes. `s` is
+/// a stored text's bytes: bytes that are not UTF-8 are written as they are,
+/// or after a 0xFF byte where escaping would be needed, so they can never
+/// reproduce what serde_json writes for a real string.
+pub fn string(buf: &mut Vec<u8>, s: &[u8]) {
     // Without an early exit, so that the compiler checks 16 or 32 bytes at a time.
-    let needs_escape = s.bytes().fold(false, |any, b| {
+    let needs_escape = s.iter().fold(false, |any, &b| {
         any | (b < 0x20) | (b == b'"') | (b == b'\\')
     });
     if !needs_escape {
         buf.reserve(s.len() + 2);
         buf.push(b'"');
-        buf.extend_from_slice(s.as_bytes());
+        buf.extend_from_slice(s);
         buf.push(b'"');
-    } else {
+    } else if let Ok(text) = std::str::from_utf8(s) {
         // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, s);
+        let _ = serde_json::to_writer(&mut *buf, text);
+    } else {
+        buf.push(0xff);
+        buf.extend_from_slice(s);
     }
 }
 
 /// A JSON string or `null`.
-pub fn opt_string(buf: &mut Vec<u8>, s: Option<&str>) {
+pub fn opt_string(buf: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
         Some(s) => string(buf, s),
         None => buf.extend_from_slice(b"null"),
@@ -64,11 +70,17 @@ mod tests {
         );
         for s in &samples {
             let mut ours = Vec::new();
-            string(&mut ours, s);
+            string(&mut ours, s.as_bytes());
             assert_eq!(ours, serde_json::to_vec(s).expect("json"), "{s:?}");
             let mut ours = Vec::new();
-            opt_string(&mut ours, Some(s));
+            opt_string(&mut ours, Some(s.as_bytes()));
             assert_eq!(ours, serde_json::to_vec(&Some(s)).expect("json"));
+        }
+        // Stored bytes that are not UTF-8 never give serde_json's output.
+        for bad in [&b"\xff\"q"[..], &b"\xc3"[..]] {
+            let mut ours = Vec::new();
+            string(&mut ours, bad);
+            assert!(std::str::from_utf8(&ours).is_err(), "{ours:?}");
         }
         let mut none = Vec::new();
         opt_string(&mut none, None);

@@ -103,6 +103,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_alert_deliveries.sql"),
         postgres: include_str!("../migrations/postgres/0010_alert_deliveries.sql"),
     },
+    Migration {
+        version: 11,
+        name: "audit_binary_hash",
+        sqlite: include_str!("../migrations/sqlite/0011_audit_binary_hash.sql"),
+        postgres: include_str!("../migrations/postgres/0011_audit_binary_hash.sql"),
+    },
 ];
 
 impl Db {

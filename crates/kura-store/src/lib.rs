@@ -18,6 +18,7 @@ pub mod db;
 pub mod detect;
 pub mod detection;
 pub mod error;
+pub mod event_hash;
 pub mod forward;
 pub mod fsck;
 pub mod incident;
