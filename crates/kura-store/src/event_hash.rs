@@ -70,6 +70,7 @@ const NULL: u8 = 0;
 const INT: u8 = 1;
 const TEXT: u8 = 2;
 
+#[inline(always)]
 fn put_int(buf: &mut Vec<u8>, v: Option<i64>) {
     match v {
         None => buf.push(NULL),
@@ -80,6 +81,7 @@ fn put_int(buf: &mut Vec<u8>, v: Option<i64>) {
     }
 }
 
+#[inline(always)]
 fn put_text(buf: &mut Vec<u8>, v: Option<&[u8]>) {
     match v {
         None => buf.push(NULL),

@@ -49,6 +49,7 @@ impl From<rusqlite::Error> for Unusable {
     }
 }
 
+#[inline(always)]
 fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a [u8]>, Unusable> {
     match v {
         ValueRef::Null => Ok(None),
@@ -57,6 +58,7 @@ fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a [u8]>, Unusable> {
     }
 }
 
+#[inline(always)]
 fn int(v: ValueRef<'_>) -> Result<Option<i64>, Unusable> {
     match v {
         ValueRef::Null => Ok(None),
