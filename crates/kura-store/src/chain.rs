@@ -709,7 +709,7 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
         }
         let only_owned = only.map(str::to_string);
         let scanned = tokio::task::spawn_blocking(move || {
-            crate::verify_scan::scan(&file, only_owned.as_deref(), history_until, forms, &keep)
+            crate::verify_scan::scan(&file, only_owned.as_deref(), history_until, forms, keep)
         })
         .await;
         match scanned {

@@ -7,8 +7,7 @@
 //! chain heads and the unindexed tail, so heads and events are one
 //! consistent snapshot. The rows reach the verifier as the arguments of an
 //! aggregate function run by SQLite itself: reading a value that way costs
-//! a fraction of fetching a result column, which is most of the difference
-//! at a million events per second.
+//! a fraction of fetching a result column (bench/RESULTS.md, run 11).
 //!
 //! An honest chain's ids grow with its positions (a chain's head is advanced
 //! under the writer's lock before its rows are inserted), so in id order each
@@ -223,7 +222,7 @@ pub fn scan(
     only: Option<&str>,
     history_until: i64,
     forms: HashForms,
-    keep: &HashMap<String, Vec<i64>>,
+    keep: HashMap<String, Vec<i64>>,
 ) -> Result<Scan, Unusable> {
     let mut conn = open_reader(file)?;
     let slot = Arc::new(Mutex::new(None));
@@ -241,7 +240,7 @@ pub fn scan(
         only: only.map(str::to_string),
         history_until,
         forms,
-        keep: keep.clone(),
+        keep,
         tallies: Default::default(),
         suspect: HashSet::new(),
         unchained_history: HashMap::new(),
@@ -354,7 +353,7 @@ mod tests {
         assert_eq!(count(&db, "audit_tail").await, 60);
         let file = db.sqlite_file.clone().expect("a file");
         let forms = crate::chain::hash_forms(&db).await.expect("forms");
-        let scan = super::scan(&file, None, 0, forms, &Default::default()).expect("usable");
+        let scan = super::scan(&file, None, 0, forms, Default::default()).expect("usable");
         assert!(scan.suspect.is_empty());
         assert_eq!(scan.events.values().sum::<u64>(), 60);
         let fast = verify_db(&db, None, None).await.expect("verify");
