@@ -426,7 +426,7 @@ impl ChainVerifier {
 
     /// Check the next event; returns the first problem (later ones follow from it).
     pub fn push(&mut self, r: &Record) -> Option<Problem> {
-        self.push_view(r.view())
+        self.push_view(&r.view())
     }
 
     /// Whether a problem was found (later events are then not checked).
@@ -435,7 +435,7 @@ impl ChainVerifier {
     }
 
     /// [`push`](Self::push) for a borrowed event.
-    pub fn push_view(&mut self, r: RecordView<'_>) -> Option<Problem> {
+    pub fn push_view(&mut self, r: &RecordView<'_>) -> Option<Problem> {
         if self.broken {
             return None;
         }

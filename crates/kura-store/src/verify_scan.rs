@@ -18,6 +18,7 @@
 
 use crate::audit::EVENT_COLUMNS;
 use crate::chain::{ChainVerifier, HashForms, RecordView, PLATFORM_CHAIN};
+use hashbrown::hash_map::EntryRef;
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use std::collections::{HashMap, HashSet};
@@ -48,26 +49,31 @@ impl From<rusqlite::Error> for Unusable {
     }
 }
 
+/// Why a row cannot be verified in this pass. A plain message, so that the
+/// per-column checks return a word rather than an allocated error.
+type Bad = &'static str;
+
 #[inline(always)]
-fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a [u8]>, Unusable> {
+fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a [u8]>, Bad> {
     match v {
         ValueRef::Null => Ok(None),
         ValueRef::Text(b) => Ok(Some(b)),
-        _ => Err(Unusable("a text column holds another type".into())),
+        _ => Err("a text column holds another type"),
     }
 }
 
 #[inline(always)]
-fn int(v: ValueRef<'_>) -> Result<Option<i64>, Unusable> {
+fn int(v: ValueRef<'_>) -> Result<Option<i64>, Bad> {
     match v {
         ValueRef::Null => Ok(None),
         ValueRef::Integer(i) => Ok(Some(i)),
-        _ => Err(Unusable("an integer column holds another type".into())),
+        _ => Err("an integer column holds another type"),
     }
 }
 
-fn required<T>(v: Option<T>) -> Result<T, Unusable> {
-    v.ok_or_else(|| Unusable("a required column is empty".into()))
+#[inline(always)]
+fn required<T>(v: Option<T>) -> Result<T, Bad> {
+    v.ok_or("a required column is empty")
 }
 
 /// A read-only connection for one long sequential read of the trail at
@@ -91,9 +97,10 @@ struct Pass {
     history_until: i64,
     forms: HashForms,
     keep: HashMap<String, Vec<i64>>,
-    /// Per chain, its verifier and the chained events read: one lookup per
-    /// event, by the borrowed name.
-    tallies: hashbrown::HashMap<String, (ChainVerifier, u64)>,
+    /// Per chain (by its name's bytes, checked to be UTF-8 once, when the
+    /// chain is first seen), its verifier and the chained events read: one
+    /// lookup per event, by the borrowed name.
+    tallies: hashbrown::HashMap<Box<[u8]>, (ChainVerifier, u64)>,
     suspect: HashSet<String>,
     unchained_history: HashMap<String, u64>,
     /// The id of the last row read (rows must come in id order).
@@ -112,32 +119,34 @@ fn verifier(chain: &str, forms: HashForms, keep: &HashMap<String, Vec<i64>>) -> 
 
 impl Pass {
     /// One row of `EVENT_COLUMNS`, as the aggregate's arguments.
-    fn row(&mut self, ctx: &Context<'_>) -> Result<(), Unusable> {
+    fn row(&mut self, ctx: &Context<'_>) -> Result<(), Bad> {
         let id = required(int(ctx.get_raw(0))?)?;
         if id <= self.last_id {
-            return Err(Unusable("rows out of id order".into()));
+            return Err("rows out of id order");
         }
         self.last_id = id;
         let org_id = text(ctx.get_raw(2))?;
-        let chain = match org_id {
-            Some(b) => std::str::from_utf8(b)
-                .map_err(|_| Unusable("an organization id that is not UTF-8".into()))?,
-            None => PLATFORM_CHAIN,
-        };
-        if self.only.as_deref().is_some_and(|o| o != chain) {
+        let chain = org_id.unwrap_or(PLATFORM_CHAIN.as_bytes());
+        if self.only.as_deref().is_some_and(|o| o.as_bytes() != chain) {
             return Ok(());
         }
         let chain_seq = int(ctx.get_raw(17))?;
-        let (forms, keep) = (self.forms, &self.keep);
-        let (v, events) = self
-            .tallies
-            .entry_ref(chain)
-            .or_insert_with(|| (verifier(chain, forms, keep), 0));
+        let (v, events) = match self.tallies.entry_ref(chain) {
+            EntryRef::Occupied(e) => e.into_mut(),
+            EntryRef::Vacant(e) => {
+                let name = std::str::from_utf8(chain)
+                    .map_err(|_| "an organization id that is not UTF-8")?;
+                let v = verifier(name, self.forms, &self.keep);
+                e.insert((v, 0))
+            }
+        };
         if chain_seq.is_none() {
+            // The name was checked when the chain was first seen.
+            let name = String::from_utf8_lossy(chain).into_owned();
             if id <= self.history_until {
-                *self.unchained_history.entry(chain.to_string()).or_default() += 1;
+                *self.unchained_history.entry(name).or_default() += 1;
             } else {
-                self.suspect.insert(chain.to_string());
+                self.suspect.insert(name);
             }
             return Ok(());
         }
@@ -166,8 +175,9 @@ impl Pass {
             chain_seq,
             chain_hash: text(ctx.get_raw(18))?,
         };
-        if v.push_view(view).is_some() {
-            self.suspect.insert(chain.to_string());
+        if v.push_view(&view).is_some() {
+            self.suspect
+                .insert(String::from_utf8_lossy(chain).into_owned());
         }
         Ok(())
     }
@@ -195,7 +205,7 @@ impl Aggregate<Pass, i64> for VerifyRows {
     fn step(&self, ctx: &mut Context<'_>, pass: &mut Pass) -> rusqlite::Result<()> {
         if pass.unusable.is_none() {
             if let Err(e) = pass.row(ctx) {
-                pass.unusable = Some(e);
+                pass.unusable = Some(Unusable(e.to_string()));
             }
         }
         Ok(())
@@ -258,7 +268,8 @@ pub fn scan(
             }
             heads.insert(chain.clone(), (r.get(1)?, r.get(2)?));
             let v = verifier(&chain, pass.forms, &pass.keep);
-            pass.tallies.insert(chain, (v, 0));
+            pass.tallies
+                .insert(chain.into_bytes().into_boxed_slice(), (v, 0));
         }
     }
     // The tail's ids all follow the trail's (one counter, drained in order).
@@ -290,6 +301,8 @@ pub fn scan(
         unchained_history: pass.unchained_history,
     };
     for (chain, (v, events)) in pass.tallies {
+        let chain = String::from_utf8(chain.into_vec())
+            .map_err(|_| Unusable("an organization id that is not UTF-8".into()))?;
         out.events.insert(chain.clone(), events);
         out.chains.insert(chain, v);
     }
