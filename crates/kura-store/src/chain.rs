@@ -714,13 +714,13 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
         .await;
         match scanned {
             Ok(Ok(mut scan)) => {
+                report.problems.append(&mut scan.problems);
                 let mut chains: Vec<String> = scan.chains.keys().cloned().collect();
                 chains.sort();
                 for chain in chains {
                     report.chains += 1;
                     if scan.suspect.contains(&chain) {
                         // Something is off: find out exactly what, in position order.
-                        crate::audit::settle(db).await?;
                         verify_chain_in_order(
                             db,
                             &chain,
@@ -805,6 +805,26 @@ async fn verify_chain_in_order(
             .filter(|c| c.chain == *chain)
             .map(|c| c.seq),
     );
+    if let Some(file) = db.sqlite_file.clone() {
+        // SQLite: read the stored values as they are (see verify_in_order).
+        let name = chain.to_string();
+        let walked = tokio::task::spawn_blocking(move || {
+            crate::verify_in_order::walk(&file, &name, history_until, v)
+        })
+        .await
+        .map_err(|e| crate::StoreError::Internal(format!("audit verification: {e}")))?
+        .map_err(|e| crate::StoreError::Internal(format!("audit verification: {}", e.0)))?;
+        let (mut v, walk) = walked;
+        report.events += walk.events;
+        report.unchained_history += walk.unchained_history;
+        report.problems.extend(walk.problems);
+        report
+            .problems
+            .extend(v.finish(walk.head, all_checkpoints, public_key));
+        return Ok(());
+    }
+    // Events that reached the tail since the scan: into the trail first.
+    crate::audit::settle(db).await?;
     // Rows outside any chain: history from before chaining, or inserted.
     let loose_sql = format!(
         "SELECT * FROM audit_events WHERE {} AND chain_seq IS NULL ORDER BY id",

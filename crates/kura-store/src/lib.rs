@@ -35,11 +35,13 @@ pub mod projects;
 pub mod sessions;
 pub mod settings;
 pub mod sso;
+mod stored_row;
 pub mod tail_writer;
 pub mod throttle;
 pub mod time;
 pub mod upload;
 pub mod users;
+mod verify_in_order;
 mod verify_scan;
 
 pub use audit::{AuditCtx, AuditEvent, AuditSink, Outcome};

@@ -17,7 +17,8 @@
 //! which then reports exactly what it finds.
 
 use crate::audit::EVENT_COLUMNS;
-use crate::chain::{ChainVerifier, HashForms, RecordView, PLATFORM_CHAIN};
+use crate::chain::{ChainVerifier, HashForms, Problem, PLATFORM_CHAIN};
+use crate::stored_row;
 use hashbrown::hash_map::EntryRef;
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::ValueRef;
@@ -35,6 +36,9 @@ pub struct Scan {
     pub events: HashMap<String, u64>,
     /// Chains to verify again in position order.
     pub suspect: HashSet<String>,
+    /// What the pass found outside any chain Kura writes: events whose
+    /// organization id is not text.
+    pub problems: Vec<Problem>,
     /// Events from before chaining existed, per chain.
     pub unchained_history: HashMap<String, u64>,
 }
@@ -49,32 +53,8 @@ impl From<rusqlite::Error> for Unusable {
     }
 }
 
-/// Why a row cannot be verified in this pass. A plain message, so that the
-/// per-column checks return a word rather than an allocated error.
+/// Why the pass cannot go on (a plain message: rows are checked per column).
 type Bad = &'static str;
-
-#[inline(always)]
-fn text<'a>(v: ValueRef<'a>) -> Result<Option<&'a [u8]>, Bad> {
-    match v {
-        ValueRef::Null => Ok(None),
-        ValueRef::Text(b) => Ok(Some(b)),
-        _ => Err("a text column holds another type"),
-    }
-}
-
-#[inline(always)]
-fn int(v: ValueRef<'_>) -> Result<Option<i64>, Bad> {
-    match v {
-        ValueRef::Null => Ok(None),
-        ValueRef::Integer(i) => Ok(Some(i)),
-        _ => Err("an integer column holds another type"),
-    }
-}
-
-#[inline(always)]
-fn required<T>(v: Option<T>) -> Result<T, Bad> {
-    v.ok_or("a required column is empty")
-}
 
 /// A read-only connection for one long sequential read of the trail at
 /// `file` (verification, scope reports): a 64 MiB page cache and the file
@@ -102,6 +82,9 @@ struct Pass {
     /// lookup per event, by the borrowed name.
     tallies: hashbrown::HashMap<Box<[u8]>, (ChainVerifier, u64)>,
     suspect: HashSet<String>,
+    problems: Vec<Problem>,
+    /// Organization ids that are not UTF-8 text, already reported.
+    foreign: HashSet<Vec<u8>>,
     unchained_history: HashMap<String, u64>,
     /// The id of the last row read (rows must come in id order).
     last_id: i64,
@@ -120,33 +103,49 @@ fn verifier(chain: &str, forms: HashForms, keep: &HashMap<String, Vec<i64>>) -> 
 impl Pass {
     /// One row of `EVENT_COLUMNS`, as the aggregate's arguments.
     fn row(&mut self, ctx: &Context<'_>) -> Result<(), Bad> {
-        let id = required(int(ctx.get_raw(0))?)?;
+        let ValueRef::Integer(id) = ctx.get_raw(stored_row::ID) else {
+            return Err("an event id that is not a number");
+        };
         if id <= self.last_id {
             return Err("rows out of id order");
         }
         self.last_id = id;
-        let org_id = text(ctx.get_raw(2))?;
-        let chain = org_id.unwrap_or(PLATFORM_CHAIN.as_bytes());
+        let chain = match ctx.get_raw(stored_row::ORG_ID) {
+            ValueRef::Null => PLATFORM_CHAIN.as_bytes(),
+            ValueRef::Text(b) => b,
+            other => {
+                self.foreign(id, ctx, "a value that is not text", other);
+                return Ok(());
+            }
+        };
         if self.only.as_deref().is_some_and(|o| o.as_bytes() != chain) {
             return Ok(());
         }
-        let chain_seq = int(ctx.get_raw(17))?;
         let (v, events) = match self.tallies.entry_ref(chain) {
             EntryRef::Occupied(e) => e.into_mut(),
-            EntryRef::Vacant(e) => {
-                let name = std::str::from_utf8(chain)
-                    .map_err(|_| "an organization id that is not UTF-8")?;
-                let v = verifier(name, self.forms, &self.keep);
-                e.insert((v, 0))
+            EntryRef::Vacant(e) => match std::str::from_utf8(chain) {
+                Ok(name) => e.insert((verifier(name, self.forms, &self.keep), 0)),
+                Err(_) => {
+                    let raw = ctx.get_raw(stored_row::ORG_ID);
+                    self.foreign(id, ctx, "text that is not UTF-8", raw);
+                    return Ok(());
+                }
+            },
+        };
+        // Chain names were checked to be UTF-8 when first seen.
+        let name = || String::from_utf8_lossy(chain).into_owned();
+        let chain_seq = match stored_row::int(ctx.get_raw(stored_row::CHAIN_SEQ), 0) {
+            Ok(seq) => seq,
+            Err(_) => {
+                self.suspect.insert(name());
+                return Ok(());
             }
         };
         if chain_seq.is_none() {
-            // The name was checked when the chain was first seen.
-            let name = String::from_utf8_lossy(chain).into_owned();
             if id <= self.history_until {
-                *self.unchained_history.entry(name).or_default() += 1;
+                *self.unchained_history.entry(name()).or_default() += 1;
             } else {
-                self.suspect.insert(name);
+                self.suspect.insert(name());
             }
             return Ok(());
         }
@@ -154,32 +153,41 @@ impl Pass {
         if v.is_broken() {
             return Ok(());
         }
-        let view = RecordView {
-            id,
-            ts: required(int(ctx.get_raw(1))?)?,
-            org_id,
-            actor_user_id: text(ctx.get_raw(3))?,
-            actor_org_id: text(ctx.get_raw(4))?,
-            credential: text(ctx.get_raw(5))?,
-            ip: text(ctx.get_raw(6))?,
-            user_agent: text(ctx.get_raw(7))?,
-            request_id: text(ctx.get_raw(8))?,
-            action: required(text(ctx.get_raw(9))?)?,
-            outcome: required(text(ctx.get_raw(10))?)?,
-            project_id: text(ctx.get_raw(11))?,
-            node_id: text(ctx.get_raw(12))?,
-            version_id: text(ctx.get_raw(13))?,
-            object_name: text(ctx.get_raw(14))?,
-            bytes: int(ctx.get_raw(15))?,
-            detail: text(ctx.get_raw(16))?,
-            chain_seq,
-            chain_hash: text(ctx.get_raw(18))?,
+        // A value of the wrong type, like a hash that does not match, sends
+        // the chain to the walk in position order, which reports it.
+        let broken = match stored_row::view(id, |i| ctx.get_raw(i)) {
+            Ok(view) => v.push_view(&view).is_some(),
+            Err(_) => true,
         };
-        if v.push_view(&view).is_some() {
-            self.suspect
-                .insert(String::from_utf8_lossy(chain).into_owned());
+        if broken {
+            self.suspect.insert(name());
         }
         Ok(())
+    }
+
+    /// An event whose organization id (`raw`) is not a chain name Kura can
+    /// have written: its organization was changed outside Kura. Its own
+    /// chain then misses a position, which that chain's check reports.
+    fn foreign(&mut self, id: i64, ctx: &Context<'_>, what: &str, raw: ValueRef<'_>) {
+        let bytes = match raw {
+            ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
+            other => stored_row::lossy(other).into_bytes(),
+        };
+        if self.only.is_some() || !self.foreign.insert(bytes.clone()) {
+            return;
+        }
+        let seq = stored_row::int(ctx.get_raw(stored_row::CHAIN_SEQ), 0)
+            .ok()
+            .flatten();
+        self.problems.push(Problem {
+            chain: String::from_utf8_lossy(&bytes).into_owned(),
+            seq,
+            event_id: Some(id),
+            kind: "modified",
+            message: format!(
+                "event id {id} carries an organization id that Kura never writes ({what}): its organization was changed (modified)"
+            ),
+        });
     }
 }
 
@@ -253,6 +261,8 @@ pub fn scan(
         keep,
         tallies: Default::default(),
         suspect: HashSet::new(),
+        problems: Vec::new(),
+        foreign: HashSet::new(),
         unchained_history: HashMap::new(),
         last_id: 0,
         unusable: None,
@@ -262,11 +272,11 @@ pub fn scan(
         let mut stmt = tx.prepare("SELECT chain, seq, hash FROM audit_chain_heads")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let chain: String = r.get(0)?;
+            let (chain, head) = stored_row::head(r)?;
             if only.is_some_and(|o| o != chain) {
                 continue;
             }
-            heads.insert(chain.clone(), (r.get(1)?, r.get(2)?));
+            heads.insert(chain.clone(), head);
             let v = verifier(&chain, pass.forms, &pass.keep);
             pass.tallies
                 .insert(chain.into_bytes().into_boxed_slice(), (v, 0));
@@ -298,6 +308,7 @@ pub fn scan(
         heads,
         events: HashMap::new(),
         suspect: pass.suspect,
+        problems: pass.problems,
         unchained_history: pass.unchained_history,
     };
     for (chain, (v, events)) in pass.tallies {
@@ -310,13 +321,15 @@ pub fn scan(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::audit::{append_many, AuditCtx, AuditEvent, Outcome};
     use crate::chain::verify_db;
     use crate::db::Db;
     use kura_core::{OrgId, ProjectId};
 
-    async fn trail(name: &str) -> (Db, Vec<OrgId>) {
+    /// Three organizations' chains and the platform's, 60 events in all,
+    /// still in the tail.
+    pub(crate) async fn trail(name: &str) -> (Db, Vec<OrgId>) {
         let (db, _) = crate::db::test_db(&format!("scan-{name}")).await;
         let orgs: Vec<OrgId> = (0..3).map(|_| OrgId::new()).collect();
         let ctx = AuditCtx::cli();
