@@ -286,30 +286,35 @@ pub async fn checkpoint_all(db: &Db, signer: &kura_crypto::AuditSigner) -> Resul
 /// The audit action that records signed checkpoints in the trail.
 pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
 
-/// Checkpoints recorded in the trail (see [`checkpoint_all`]).
-async fn checkpoints_in_trail(db: &Db, chain: Option<&str>) -> Result<Vec<Checkpoint>> {
+/// The `detail` of every event that recorded checkpoints (see
+/// [`checkpoint_all`]).
+async fn checkpoint_details(db: &Db) -> Result<Vec<String>> {
     let rows = sqlx::query("SELECT detail FROM audit_events WHERE action = $1 AND org_id IS NULL")
         .bind(CHECKPOINT_ACTION)
         .fetch_all(&db.read)
         .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let Some(d) = r.opt_str("detail")? else {
-            continue;
-        };
-        #[derive(Deserialize)]
-        struct Recorded {
-            checkpoints: Vec<Checkpoint>,
-        }
-        if let Ok(rec) = serde_json::from_str::<Recorded>(&d) {
-            out.extend(
-                rec.checkpoints
-                    .into_iter()
-                    .filter(|c| chain.is_none_or(|x| x == c.chain)),
-            );
-        }
+    Ok(rows
+        .iter()
+        .map(|r| r.opt_str("detail"))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// The checkpoints of `chain` (or all) that the trail recorded in
+/// `details`; a detail that does not parse records none.
+fn recorded_checkpoints(details: &[String], chain: Option<&str>) -> Vec<Checkpoint> {
+    #[derive(Deserialize)]
+    struct Recorded {
+        checkpoints: Vec<Checkpoint>,
     }
-    Ok(out)
+    details
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Recorded>(d).ok())
+        .flat_map(|rec| rec.checkpoints)
+        .filter(|c| chain.is_none_or(|x| x == c.chain))
+        .collect()
 }
 
 pub async fn checkpoints(db: &Db, chain: Option<&str>) -> Result<Vec<Checkpoint>> {
@@ -427,6 +432,20 @@ impl ChainVerifier {
     /// Check the next event; returns the first problem (later ones follow from it).
     pub fn push(&mut self, r: &Record) -> Option<Problem> {
         self.push_view(&r.view())
+    }
+
+    /// A row that cannot be read as an event at all (its id is not a
+    /// number): a modification here, unless an earlier one was found.
+    pub fn unreadable(
+        &mut self,
+        seq: Option<i64>,
+        id: Option<i64>,
+        message: String,
+    ) -> Option<Problem> {
+        if self.broken {
+            return None;
+        }
+        self.problem(seq, id, "modified", message)
     }
 
     /// Whether a problem was found (later events are then not checked).
@@ -593,7 +612,9 @@ const PAGE: i64 = 5000;
 /// `$1`; written so that the index on (org_id, chain_seq) serves it.
 fn chain_filter(chain: &str) -> &'static str {
     if chain == PLATFORM_CHAIN {
-        "org_id IS NULL AND $1 = $1"
+        // Kura never writes the organization id "platform"; a row that
+        // says so is read with the platform's chain, where it cannot match.
+        "(org_id IS NULL OR org_id = $1)"
     } else {
         "org_id = $1"
     }
@@ -680,13 +701,33 @@ async fn for_each_chained(
 
 /// Verify every chain in the database (or only `chain`).
 pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) -> Result<Report> {
-    crate::audit::settle(db).await?;
+    // Move the tail into the trail. On SQLite every reading below also
+    // reads the tail, so a tail that cannot be moved (a row edited in so
+    // that it collides with the trail) is left for them to report.
+    if let Err(e) = crate::audit::settle(db).await {
+        if db.sqlite_file.is_none() {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "audit verification: the tail could not be moved into the trail");
+    }
     let mut report = Report::default();
     let history_until = unchained_from_id(db).await?;
     let forms = hash_forms(db).await?;
-    let mut all_checkpoints = checkpoints(db, only).await?;
+    let (mut all_checkpoints, details) = match db.sqlite_file.clone() {
+        // SQLite: read as stored, so that an odd value is reported.
+        Some(file) => {
+            let only = only.map(str::to_string);
+            let (signed, details, odd) = crate::verify_in_order::blocking(move || {
+                crate::verify_in_order::checkpoint_rows(&file, only.as_deref())
+            })
+            .await?;
+            report.problems.extend(odd);
+            (signed, details)
+        }
+        None => (checkpoints(db, only).await?, checkpoint_details(db).await?),
+    };
     // A checkpoint the trail recorded but the table lost was deleted.
-    for c in checkpoints_in_trail(db, only).await? {
+    for c in recorded_checkpoints(&details, only) {
         if !all_checkpoints.contains(&c) {
             report.problems.push(Problem {
                 chain: c.chain.clone(),
@@ -752,23 +793,20 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
             }
         }
     }
-    let mut chains: Vec<String> = sqlx::query("SELECT chain FROM audit_chain_heads")
-        .fetch_all(&db.read)
-        .await?
-        .iter()
-        .map(|r| r.str("chain"))
-        .collect::<Result<_>>()?;
-    for r in sqlx::query("SELECT DISTINCT org_id FROM audit_events")
-        .fetch_all(&db.read)
-        .await?
-    {
-        let c = r
-            .opt_str("org_id")?
-            .unwrap_or_else(|| PLATFORM_CHAIN.to_string());
-        if !chains.contains(&c) {
-            chains.push(c);
+    let mut chains = match db.sqlite_file.clone() {
+        // SQLite: every chain name as stored, and a problem for each
+        // organization id Kura never writes (see verify_in_order).
+        Some(file) => {
+            let (names, foreign) =
+                crate::verify_in_order::blocking(move || crate::verify_in_order::chains(&file))
+                    .await?;
+            if only.is_none() {
+                report.problems.extend(foreign);
+            }
+            names
         }
-    }
+        None => chain_names(db).await?,
+    };
     chains.sort();
     if let Some(c) = only {
         chains.retain(|x| x == c);
@@ -786,6 +824,29 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
         .await?;
     }
     Ok(report)
+}
+
+/// Every chain the heads and the events name (through the driver: on
+/// PostgreSQL every stored organization id is valid text).
+async fn chain_names(db: &Db) -> Result<Vec<String>> {
+    let mut chains: Vec<String> = sqlx::query("SELECT chain FROM audit_chain_heads")
+        .fetch_all(&db.read)
+        .await?
+        .iter()
+        .map(|r| r.str("chain"))
+        .collect::<Result<_>>()?;
+    for r in sqlx::query("SELECT DISTINCT org_id FROM audit_events")
+        .fetch_all(&db.read)
+        .await?
+    {
+        let c = r
+            .opt_str("org_id")?
+            .unwrap_or_else(|| PLATFORM_CHAIN.to_string());
+        if !chains.contains(&c) {
+            chains.push(c);
+        }
+    }
+    Ok(chains)
 }
 
 /// Verify one chain by reading its events in position order, adding what
@@ -808,13 +869,10 @@ async fn verify_chain_in_order(
     if let Some(file) = db.sqlite_file.clone() {
         // SQLite: read the stored values as they are (see verify_in_order).
         let name = chain.to_string();
-        let walked = tokio::task::spawn_blocking(move || {
+        let (mut v, walk) = crate::verify_in_order::blocking(move || {
             crate::verify_in_order::walk(&file, &name, history_until, v)
         })
-        .await
-        .map_err(|e| crate::StoreError::Internal(format!("audit verification: {e}")))?
-        .map_err(|e| crate::StoreError::Internal(format!("audit verification: {}", e.0)))?;
-        let (mut v, walk) = walked;
+        .await?;
         report.events += walk.events;
         report.unchained_history += walk.unchained_history;
         report.problems.extend(walk.problems);

@@ -338,6 +338,14 @@ mod tests {
         let mut empty = r;
         empty.ip = Some(b"");
         assert_ne!(empty.binary_hash(&prev, 42, &mut buf), got);
+        // A buffer left longer by a bigger event, or by the JSON form,
+        // hashes only this event's bytes.
+        let mut big = r;
+        big.detail = Some(&[b'd'; 5000]);
+        big.binary_hash(&prev, 42, &mut buf);
+        assert_eq!(r.binary_hash(&prev, 42, &mut buf), got);
+        r.json_hash(&[b'0'; 64], 42, &mut buf);
+        assert_eq!(r.binary_hash(&prev, 42, &mut buf), got);
     }
 
     /// The allocation-free JSON form is byte for byte the JSON array the

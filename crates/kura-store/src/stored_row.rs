@@ -10,6 +10,7 @@
 //! here: its bytes are hashed as stored, and cannot match what was written.
 
 use crate::audit::EVENT_COLUMNS;
+use crate::chain::Problem;
 use crate::event_hash::RecordView;
 use rusqlite::types::ValueRef;
 
@@ -101,6 +102,32 @@ pub(crate) fn lossy(v: ValueRef<'_>) -> String {
         ValueRef::Integer(i) => i.to_string(),
         ValueRef::Real(f) => f.to_string(),
         ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// A stored value cut to a length a report can show.
+pub(crate) fn shortened(s: &str) -> String {
+    const SHOWN: usize = 64;
+    match s.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_string(),
+    }
+}
+
+/// An event (the first id with it, and its position if readable) whose
+/// organization id (`raw`) is not a chain name Kura can have written: its
+/// organization was changed, or it was inserted, outside Kura. Its own
+/// chain then misses a position, which that chain's check reports.
+pub(crate) fn foreign(id: Option<i64>, seq: Option<i64>, raw: &[u8], what: &str) -> Problem {
+    let first = id.map_or("an event".to_string(), |i| format!("event id {i}"));
+    Problem {
+        chain: shortened(&String::from_utf8_lossy(raw)),
+        seq,
+        event_id: id,
+        kind: "modified",
+        message: format!(
+            "{first} carries an organization id that Kura never writes ({what}): its organization was changed (modified)"
+        ),
     }
 }
 

@@ -83,8 +83,8 @@ struct Pass {
     tallies: hashbrown::HashMap<Box<[u8]>, (ChainVerifier, u64)>,
     suspect: HashSet<String>,
     problems: Vec<Problem>,
-    /// Organization ids that are not UTF-8 text, already reported.
-    foreign: HashSet<Vec<u8>>,
+    /// Organization ids Kura never writes, already reported (by digest).
+    foreign: HashSet<[u8; 32]>,
     unchained_history: HashMap<String, u64>,
     /// The id of the last row read (rows must come in id order).
     last_id: i64,
@@ -112,6 +112,12 @@ impl Pass {
         self.last_id = id;
         let chain = match ctx.get_raw(stored_row::ORG_ID) {
             ValueRef::Null => PLATFORM_CHAIN.as_bytes(),
+            // Kura writes no organization id "platform": the platform's
+            // events have none, and the name must not reach its chain.
+            ValueRef::Text(b) if b == PLATFORM_CHAIN.as_bytes() => {
+                self.foreign(id, ctx, "the platform's chain name", ValueRef::Text(b));
+                return Ok(());
+            }
             ValueRef::Text(b) => b,
             other => {
                 self.foreign(id, ctx, "a value that is not text", other);
@@ -166,28 +172,26 @@ impl Pass {
     }
 
     /// An event whose organization id (`raw`) is not a chain name Kura can
-    /// have written: its organization was changed outside Kura. Its own
-    /// chain then misses a position, which that chain's check reports.
+    /// have written (`stored_row::foreign`), reported once per such id.
     fn foreign(&mut self, id: i64, ctx: &Context<'_>, what: &str, raw: ValueRef<'_>) {
+        let lossy;
         let bytes = match raw {
-            ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
-            other => stored_row::lossy(other).into_bytes(),
+            ValueRef::Text(b) | ValueRef::Blob(b) => b,
+            other => {
+                lossy = stored_row::lossy(other);
+                lossy.as_bytes()
+            }
         };
-        if self.only.is_some() || !self.foreign.insert(bytes.clone()) {
+        // Remembered by digest: a stored id can be as long as the database.
+        let seen: [u8; 32] = <kura_crypto::Sha256 as kura_crypto::Digest>::digest(bytes).into();
+        if self.only.is_some() || !self.foreign.insert(seen) {
             return;
         }
         let seq = stored_row::int(ctx.get_raw(stored_row::CHAIN_SEQ), 0)
             .ok()
             .flatten();
-        self.problems.push(Problem {
-            chain: String::from_utf8_lossy(&bytes).into_owned(),
-            seq,
-            event_id: Some(id),
-            kind: "modified",
-            message: format!(
-                "event id {id} carries an organization id that Kura never writes ({what}): its organization was changed (modified)"
-            ),
-        });
+        self.problems
+            .push(stored_row::foreign(Some(id), seq, bytes, what));
     }
 }
 
