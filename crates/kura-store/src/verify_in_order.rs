@@ -258,10 +258,7 @@ pub type StoredCheckpoints = (Vec<Checkpoint>, Vec<String>, Vec<Problem>);
 /// checkpoints, read as stored. A checkpoint row holding a value Kura never
 /// writes is reported and left out (it vouches for nothing); a recorded
 /// detail that is not UTF-8 text is left out (its event's hash reports it).
-pub fn checkpoint_rows(
-    file: &Path,
-    only: Option<&str>,
-) -> Result<StoredCheckpoints, Unusable> {
+pub fn checkpoint_rows(file: &Path, only: Option<&str>) -> Result<StoredCheckpoints, Unusable> {
     let mut conn = open_reader(file)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
     let (sql, params): (&str, Vec<&str>) = match only {

@@ -83,8 +83,9 @@ struct Pass {
     tallies: hashbrown::HashMap<Box<[u8]>, (ChainVerifier, u64)>,
     suspect: HashSet<String>,
     problems: Vec<Problem>,
-    /// Organization ids Kura never writes, already reported (by digest).
-    foreign: HashSet<[u8; 32]>,
+    /// Organization ids Kura never writes, already reported (by hash).
+    foreign: HashSet<u64>,
+    foreign_keys: std::collections::hash_map::RandomState,
     unchained_history: HashMap<String, u64>,
     /// The id of the last row read (rows must come in id order).
     last_id: i64,
@@ -173,6 +174,8 @@ impl Pass {
 
     /// An event whose organization id (`raw`) is not a chain name Kura can
     /// have written (`stored_row::foreign`), reported once per such id.
+    #[cold]
+    #[inline(never)]
     fn foreign(&mut self, id: i64, ctx: &Context<'_>, what: &str, raw: ValueRef<'_>) {
         let lossy;
         let bytes = match raw {
@@ -182,8 +185,9 @@ impl Pass {
                 lossy.as_bytes()
             }
         };
-        // Remembered by digest: a stored id can be as long as the database.
-        let seen: [u8; 32] = <kura_crypto::Sha256 as kura_crypto::Digest>::digest(bytes).into();
+        // Remembered by a keyed hash (random keys: no one can make two ids
+        // collide on purpose): a stored id can be as long as the database.
+        let seen = std::hash::BuildHasher::hash_one(&self.foreign_keys, bytes);
         if self.only.is_some() || !self.foreign.insert(seen) {
             return;
         }
@@ -267,6 +271,7 @@ pub fn scan(
         suspect: HashSet::new(),
         problems: Vec::new(),
         foreign: HashSet::new(),
+        foreign_keys: Default::default(),
         unchained_history: HashMap::new(),
         last_id: 0,
         unusable: None,
