@@ -20,9 +20,10 @@ const BATCH: i64 = 2000;
 const TICK: Duration = Duration::from_millis(500);
 const LEASE_MICROS: i64 = 15_000_000;
 const CURSOR_EVERY: Duration = Duration::from_secs(2);
-/// After a start or a lease take-over, the detector replays this much of
-/// the recent trail (without raising alerts) to rebuild its windows, so a
-/// burst that straddles a restart is still counted whole.
+/// After a start or a lease take-over, the detector replays at least this
+/// much of the recent trail (without raising alerts) to rebuild its windows,
+/// so a burst that straddles a restart is still counted whole; more when an
+/// organization's rules look back further (up to a day).
 const WARM_UP_MICROS: i64 = 60 * 60 * 1_000_000;
 /// At most this many of the newest events are replayed (a start stays
 /// quick; ids are close to dense, so this bounds the replay by id).
@@ -190,7 +191,8 @@ impl Loop {
         Ok((configs, canaries))
     }
 
-    /// Rebuild the windows from the last hour of the trail up to `upto`
+    /// Rebuild the windows from the last hour of the trail (or the longest
+    /// window a rule looks back over) up to `upto`
     /// (events already evaluated, at most the newest `WARM_UP_MAX`): what
     /// they raise was raised before, so nothing is raised now, but the
     /// windows and quiet periods are as if the detector had never stopped.
@@ -200,7 +202,9 @@ impl Loop {
         // nothing may be counted twice.
         self.detector = Detector::default();
         let now = kura_store::time::now_micros();
-        let Some(first) = kura_store::audit::first_id_since(db, now - WARM_UP_MICROS).await? else {
+        let longest = kura_store::detection::longest_window_minutes(db).await?;
+        let span = WARM_UP_MICROS.max(i64::from(longest) * 60 * 1_000_000);
+        let Some(first) = kura_store::audit::first_id_since(db, now - span).await? else {
             return Ok(true);
         };
         let mut from = (first - 1).max(upto - WARM_UP_MAX);

@@ -161,6 +161,20 @@ impl Default for DetectionConfig {
 }
 
 impl DetectionConfig {
+    /// The longest window an enabled counting rule looks back over, in
+    /// minutes (0 when none is on).
+    pub fn longest_window_minutes(&self) -> u32 {
+        let volume = [&self.bulk_download, &self.new_project_bulk]
+            .into_iter()
+            .filter(|r| r.enabled)
+            .map(|r| r.minutes);
+        let count = [&self.enumeration, &self.failed_signins]
+            .into_iter()
+            .filter(|r| r.enabled)
+            .map(|r| r.minutes);
+        volume.chain(count).max().unwrap_or(0)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(StoreError::Invalid(m.to_string()));
         for (name, r) in [
@@ -234,6 +248,22 @@ pub async fn get(db: &Db, org: OrgId) -> Result<DetectionConfig> {
         .await?;
     let json = row.map(|r| r.str("config")).transpose()?;
     Ok(DetectionConfig::from_stored(json.as_deref()))
+}
+
+/// The longest window any organization's enabled rules look back over, in
+/// minutes (organizations without stored rules have the defaults'): how
+/// much of the trail the detector replays when it starts, so that a window
+/// that straddles the start is counted whole.
+pub async fn longest_window_minutes(db: &Db) -> Result<u32> {
+    let mut longest = DetectionConfig::default().longest_window_minutes();
+    for r in sqlx::query("SELECT config FROM org_detection")
+        .fetch_all(&db.read)
+        .await?
+    {
+        let stored = DetectionConfig::from_stored(r.opt_str("config")?.as_deref());
+        longest = longest.max(stored.longest_window_minutes());
+    }
+    Ok(longest)
 }
 
 /// The webhook's signing secret (created with the first webhook URL).
@@ -340,5 +370,40 @@ mod tests {
             ..DetectionConfig::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_longest_window_counts_enabled_rules_of_every_organization() {
+        let (db, dir) = crate::db::test_db("longest-window").await;
+        // No stored rules: the defaults' longest, bulk downloads over 10 min.
+        assert_eq!(longest_window_minutes(&db).await.unwrap(), 10);
+        let mut long = DetectionConfig::default();
+        long.enumeration.minutes = 600;
+        long.enumeration.enabled = false;
+        long.failed_signins.minutes = 180;
+        for (org, c) in [
+            (OrgId::new(), long),
+            (OrgId::new(), DetectionConfig::default()),
+        ] {
+            sqlx::query(
+                "INSERT INTO orgs (id, name, slug, quota_bytes, wrapped_key, master_key_id, created_at) \
+                 VALUES ($1, $1, $1, 0, X'00', 'k', 0)",
+            )
+            .bind(org.to_string())
+            .execute(&db.write)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO org_detection (org_id, config, webhook_secret, updated_at) VALUES ($1, $2, NULL, 0)",
+            )
+            .bind(org.to_string())
+            .bind(serde_json::to_string(&c).unwrap())
+            .execute(&db.write)
+            .await
+            .unwrap();
+        }
+        // The disabled 600-minute rule does not count; the 180-minute one does.
+        assert_eq!(longest_window_minutes(&db).await.unwrap(), 180);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
