@@ -8,10 +8,12 @@
 //! chain does not match the signed checkpoints, and an exported trail can be
 //! verified elsewhere with the public key alone.
 
+pub use crate::audit_export::{export, verify_export, ExportLine};
 use crate::db::{Db, RowExt};
 use crate::error::Result;
 use crate::event_hash::to_hex;
 pub use crate::event_hash::{HashForms, RecordView, PLATFORM_CHAIN};
+pub use crate::verify::verify_db;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 use std::collections::HashMap;
@@ -286,37 +288,6 @@ pub async fn checkpoint_all(db: &Db, signer: &kura_crypto::AuditSigner) -> Resul
 /// The audit action that records signed checkpoints in the trail.
 pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
 
-/// The `detail` of every event that recorded checkpoints (see
-/// [`checkpoint_all`]).
-async fn checkpoint_details(db: &Db) -> Result<Vec<String>> {
-    let rows = sqlx::query("SELECT detail FROM audit_events WHERE action = $1 AND org_id IS NULL")
-        .bind(CHECKPOINT_ACTION)
-        .fetch_all(&db.read)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.opt_str("detail"))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect())
-}
-
-/// The checkpoints of `chain` (or all) that the trail recorded in
-/// `details`; a detail that does not parse records none.
-fn recorded_checkpoints(details: &[String], chain: Option<&str>) -> Vec<Checkpoint> {
-    #[derive(Deserialize)]
-    struct Recorded {
-        checkpoints: Vec<Checkpoint>,
-    }
-    details
-        .iter()
-        .filter_map(|d| serde_json::from_str::<Recorded>(d).ok())
-        .flat_map(|rec| rec.checkpoints)
-        .filter(|c| chain.is_none_or(|x| x == c.chain))
-        .collect()
-}
-
 pub async fn checkpoints(db: &Db, chain: Option<&str>) -> Result<Vec<Checkpoint>> {
     let rows = match chain {
         Some(c) => {
@@ -446,6 +417,11 @@ impl ChainVerifier {
             return None;
         }
         self.problem(seq, id, "modified", message)
+    }
+
+    /// The chain this verifier walks.
+    pub fn chain(&self) -> &str {
+        &self.chain
     }
 
     /// Whether a problem was found (later events are then not checked).
@@ -596,21 +572,11 @@ pub async fn hash_forms(db: &Db) -> Result<HashForms> {
     })
 }
 
-async fn unchained_from_id(db: &Db) -> Result<i64> {
-    let r = sqlx::query("SELECT value FROM settings WHERE key = 'audit_chain_from_id'")
-        .fetch_optional(&db.read)
-        .await?;
-    Ok(match r {
-        Some(r) => r.str("value")?.parse().unwrap_or(0),
-        None => 0,
-    })
-}
-
 const PAGE: i64 = 5000;
 
 /// The condition selecting `chain`'s events, with the chain name bound as
 /// `$1`; written so that the index on (org_id, chain_seq) serves it.
-fn chain_filter(chain: &str) -> &'static str {
+pub(crate) fn chain_filter(chain: &str) -> &'static str {
     if chain == PLATFORM_CHAIN {
         // Kura never writes the organization id "platform"; a row that
         // says so is read with the platform's chain, where it cannot match.
@@ -677,7 +643,7 @@ async fn chained_page(db: &Db, chain: &str, after: (i64, i64)) -> Result<Vec<Rec
 }
 
 /// Every chained event of `chain`, page by page, in order.
-async fn for_each_chained(
+pub(crate) async fn for_each_chained(
     db: &Db,
     chain: &str,
     mut f: impl FnMut(Record) -> Result<()>,
@@ -697,350 +663,4 @@ async fn for_each_chained(
             return Ok(());
         }
     }
-}
-
-/// Verify every chain in the database (or only `chain`).
-pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) -> Result<Report> {
-    // Move the tail into the trail. On SQLite every reading below also
-    // reads the tail, so a tail that cannot be moved (a row edited in so
-    // that it collides with the trail) is left for them to report.
-    if let Err(e) = crate::audit::settle(db).await {
-        if db.sqlite_file.is_none() {
-            return Err(e);
-        }
-        tracing::warn!(error = %e, "audit verification: the tail could not be moved into the trail");
-    }
-    let mut report = Report::default();
-    let history_until = unchained_from_id(db).await?;
-    let forms = hash_forms(db).await?;
-    let (mut all_checkpoints, details) = match db.sqlite_file.clone() {
-        // SQLite: read as stored, so that an odd value is reported.
-        Some(file) => {
-            let only = only.map(str::to_string);
-            let (signed, details, odd) = crate::verify_in_order::blocking(move || {
-                crate::verify_in_order::checkpoint_rows(&file, only.as_deref())
-            })
-            .await?;
-            report.problems.extend(odd);
-            (signed, details)
-        }
-        None => (checkpoints(db, only).await?, checkpoint_details(db).await?),
-    };
-    // A checkpoint the trail recorded but the table lost was deleted.
-    for c in recorded_checkpoints(&details, only) {
-        if !all_checkpoints.contains(&c) {
-            report.problems.push(Problem {
-                chain: c.chain.clone(),
-                seq: Some(c.seq),
-                event_id: None,
-                kind: "checkpoint",
-                message: format!(
-                    "the signed checkpoint at position {} recorded in the trail is missing from the checkpoint table (deleted)",
-                    c.seq
-                ),
-            });
-            all_checkpoints.push(c);
-        }
-    }
-    report.checkpoints = all_checkpoints.len();
-    if let Some(file) = db.sqlite_file.clone() {
-        let mut keep: HashMap<String, Vec<i64>> = HashMap::new();
-        for c in &all_checkpoints {
-            keep.entry(c.chain.clone()).or_default().push(c.seq);
-        }
-        let only_owned = only.map(str::to_string);
-        let scanned = tokio::task::spawn_blocking(move || {
-            crate::verify_scan::scan(&file, only_owned.as_deref(), history_until, forms, keep)
-        })
-        .await;
-        match scanned {
-            Ok(Ok(mut scan)) => {
-                report.problems.append(&mut scan.problems);
-                let mut chains: Vec<String> = scan.chains.keys().cloned().collect();
-                chains.sort();
-                for chain in chains {
-                    report.chains += 1;
-                    if scan.suspect.contains(&chain) {
-                        // Something is off: find out exactly what, in position order.
-                        verify_chain_in_order(
-                            db,
-                            &chain,
-                            (history_until, forms),
-                            &all_checkpoints,
-                            public_key,
-                            &mut report,
-                        )
-                        .await?;
-                        continue;
-                    }
-                    report.events += scan.events.get(&chain).copied().unwrap_or(0);
-                    report.unchained_history +=
-                        scan.unchained_history.get(&chain).copied().unwrap_or(0);
-                    if let Some(v) = scan.chains.get_mut(&chain) {
-                        let head = scan.heads.get(&chain).cloned();
-                        report
-                            .problems
-                            .extend(v.finish(head, &all_checkpoints, public_key));
-                    }
-                }
-                return Ok(report);
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(reason = %e.0, "audit verification: one-pass scan unusable, verifying chain by chain")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "audit verification: one-pass scan failed, verifying chain by chain")
-            }
-        }
-    }
-    let mut chains = match db.sqlite_file.clone() {
-        // SQLite: every chain name as stored, and a problem for each
-        // organization id Kura never writes (see verify_in_order).
-        Some(file) => {
-            let (names, foreign) =
-                crate::verify_in_order::blocking(move || crate::verify_in_order::chains(&file))
-                    .await?;
-            if only.is_none() {
-                report.problems.extend(foreign);
-            }
-            names
-        }
-        None => chain_names(db).await?,
-    };
-    chains.sort();
-    if let Some(c) = only {
-        chains.retain(|x| x == c);
-    }
-    for chain in &chains {
-        report.chains += 1;
-        verify_chain_in_order(
-            db,
-            chain,
-            (history_until, forms),
-            &all_checkpoints,
-            public_key,
-            &mut report,
-        )
-        .await?;
-    }
-    Ok(report)
-}
-
-/// Every chain the heads and the events name (through the driver: on
-/// PostgreSQL every stored organization id is valid text).
-async fn chain_names(db: &Db) -> Result<Vec<String>> {
-    let mut chains: Vec<String> = sqlx::query("SELECT chain FROM audit_chain_heads")
-        .fetch_all(&db.read)
-        .await?
-        .iter()
-        .map(|r| r.str("chain"))
-        .collect::<Result<_>>()?;
-    for r in sqlx::query("SELECT DISTINCT org_id FROM audit_events")
-        .fetch_all(&db.read)
-        .await?
-    {
-        let c = r
-            .opt_str("org_id")?
-            .unwrap_or_else(|| PLATFORM_CHAIN.to_string());
-        if !chains.contains(&c) {
-            chains.push(c);
-        }
-    }
-    Ok(chains)
-}
-
-/// Verify one chain by reading its events in position order, adding what
-/// it finds to `report`.
-async fn verify_chain_in_order(
-    db: &Db,
-    chain: &str,
-    (history_until, forms): (i64, HashForms),
-    all_checkpoints: &[Checkpoint],
-    public_key: Option<&str>,
-    report: &mut Report,
-) -> Result<()> {
-    use futures_util::TryStreamExt;
-    let mut v = ChainVerifier::new(chain, forms).keeping(
-        all_checkpoints
-            .iter()
-            .filter(|c| c.chain == *chain)
-            .map(|c| c.seq),
-    );
-    if let Some(file) = db.sqlite_file.clone() {
-        // SQLite: read the stored values as they are (see verify_in_order).
-        let name = chain.to_string();
-        let (mut v, walk) = crate::verify_in_order::blocking(move || {
-            crate::verify_in_order::walk(&file, &name, history_until, v)
-        })
-        .await?;
-        report.events += walk.events;
-        report.unchained_history += walk.unchained_history;
-        report.problems.extend(walk.problems);
-        report
-            .problems
-            .extend(v.finish(walk.head, all_checkpoints, public_key));
-        return Ok(());
-    }
-    // Events that reached the tail since the scan: into the trail first.
-    crate::audit::settle(db).await?;
-    // Rows outside any chain: history from before chaining, or inserted.
-    let loose_sql = format!(
-        "SELECT * FROM audit_events WHERE {} AND chain_seq IS NULL ORDER BY id",
-        chain_filter(chain)
-    );
-    let mut loose = sqlx::query(&loose_sql).bind(chain).fetch(&db.read);
-    while let Some(row) = loose.try_next().await? {
-        let rec = Record::from_row(&row)?;
-        if rec.id <= history_until {
-            report.unchained_history += 1;
-        } else if let Some(p) = v.push(&rec) {
-            report.problems.push(p);
-        }
-    }
-    drop(loose);
-    let (events, problems) = (&mut report.events, &mut report.problems);
-    for_each_chained(db, chain, |r| {
-        *events += 1;
-        if let Some(p) = v.push(&r) {
-            problems.push(p);
-        }
-        Ok(())
-    })
-    .await?;
-    let head = sqlx::query("SELECT seq, hash FROM audit_chain_heads WHERE chain = $1")
-        .bind(chain)
-        .fetch_optional(&db.read)
-        .await?;
-    let head = match head {
-        Some(h) => Some((h.int("seq")?, h.str("hash")?)),
-        None => None,
-    };
-    report
-        .problems
-        .extend(v.finish(head, all_checkpoints, public_key));
-    Ok(())
-}
-
-/// One line of an export file (JSON Lines).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ExportLine {
-    Header {
-        format: String,
-        chain: String,
-        public_key: Option<String>,
-        exported_at: i64,
-        /// Events with a greater id are hashed in the binary form (absent
-        /// in files written before it existed: every event in JSON form).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        binary_hash_after_id: Option<i64>,
-    },
-    Event(Box<Record>),
-    Checkpoint(Checkpoint),
-}
-
-/// The export file's format: v2 files say which events use the binary hash
-/// form; v1 files (every event in the JSON form) are still read.
-const EXPORT_FORMAT: &str = "kura-audit-export-v2";
-const EXPORT_FORMATS_READ: [&str; 2] = ["kura-audit-export-v1", EXPORT_FORMAT];
-
-/// Write one organization's chain and its checkpoints as JSON Lines.
-pub async fn export(
-    db: &Db,
-    chain: &str,
-    public_key: Option<String>,
-    out: &mut dyn std::io::Write,
-) -> Result<u64> {
-    crate::audit::settle(db).await?;
-    let io = |e: std::io::Error| crate::StoreError::Internal(format!("export: {e}"));
-    let line = |l: &ExportLine| {
-        serde_json::to_string(l).map_err(|e| crate::StoreError::Internal(e.to_string()))
-    };
-    let header = ExportLine::Header {
-        format: EXPORT_FORMAT.into(),
-        chain: chain.into(),
-        public_key,
-        exported_at: crate::time::now_micros(),
-        binary_hash_after_id: Some(hash_forms(db).await?.binary_after_id),
-    };
-    writeln!(out, "{}", line(&header)?).map_err(io)?;
-    let mut n = 0;
-    for_each_chained(db, chain, |r| {
-        writeln!(out, "{}", line(&ExportLine::Event(Box::new(r)))?).map_err(io)?;
-        n += 1;
-        Ok(())
-    })
-    .await?;
-    for c in checkpoints(db, Some(chain)).await? {
-        writeln!(out, "{}", line(&ExportLine::Checkpoint(c))?).map_err(io)?;
-    }
-    Ok(n)
-}
-
-/// Verify an export with nothing but the file and the platform's public key.
-pub fn verify_export(
-    input: &mut dyn std::io::BufRead,
-    public_key: &str,
-) -> std::result::Result<Report, String> {
-    let mut report = Report::default();
-    let mut verifier: Option<ChainVerifier> = None;
-    let mut cps = Vec::new();
-    let mut line = String::new();
-    let mut n = 0u64;
-    loop {
-        line.clear();
-        if input.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            break;
-        }
-        n += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<ExportLine>(&line).map_err(|e| format!("line {n}: {e}"))? {
-            ExportLine::Header {
-                chain,
-                format,
-                binary_hash_after_id,
-                ..
-            } => {
-                if !EXPORT_FORMATS_READ.contains(&format.as_str()) {
-                    return Err(format!("line {n}: unknown export format {format:?}"));
-                }
-                if verifier.is_some() {
-                    return Err(format!("line {n}: a second header line"));
-                }
-                report.chains += 1;
-                let forms = binary_hash_after_id
-                    .map(|id| HashForms {
-                        binary_after_id: id,
-                    })
-                    .unwrap_or(HashForms::ALL_JSON);
-                verifier = Some(ChainVerifier::new(&chain, forms));
-            }
-            ExportLine::Event(r) => {
-                let v = verifier.as_mut().ok_or("the file has no header line")?;
-                report.events += 1;
-                if let Some(p) = v.push(&r) {
-                    report.problems.push(p);
-                }
-            }
-            ExportLine::Checkpoint(c) => cps.push(c),
-        }
-    }
-    let mut v = verifier.ok_or("the file has no header line")?;
-    report.checkpoints = cps.len();
-    if cps.is_empty() {
-        report.problems.push(Problem {
-            chain: v.chain.clone(),
-            seq: None,
-            event_id: None,
-            kind: "checkpoint",
-            message: "no signed checkpoint in the file: nothing ties it to the operator's key"
-                .into(),
-        });
-    }
-    report
-        .problems
-        .extend(v.finish(None, &cps, Some(public_key)));
-    Ok(report)
 }

@@ -8,6 +8,7 @@
 pub mod alert_outbox;
 pub mod alerts;
 pub mod audit;
+mod audit_export;
 pub mod blob_stream;
 pub mod blobs;
 pub mod bufpool;
@@ -41,6 +42,7 @@ pub mod throttle;
 pub mod time;
 pub mod upload;
 pub mod users;
+mod verify;
 mod verify_in_order;
 mod verify_scan;
 
