@@ -195,14 +195,22 @@ impl Loop {
     /// window a rule looks back over) up to `upto`
     /// (events already evaluated, at most the newest `WARM_UP_MAX`): what
     /// they raise was raised before, so nothing is raised now, but the
-    /// windows and quiet periods are as if the detector had never stopped.
+    /// windows are as if the detector had never stopped (a quiet period
+    /// longer than the replay, such as off-hours' eight hours, may restart).
     /// False if the lease was lost meanwhile (the windows are then empty).
     async fn warm_up(&mut self, db: &kura_store::Db, upto: i64) -> Result<bool, StoreError> {
         // From empty windows, also after a replay that failed half-way:
         // nothing may be counted twice.
         self.detector = Detector::default();
         let now = kura_store::time::now_micros();
-        let longest = kura_store::detection::longest_window_minutes(db).await?;
+        // If the rules cannot be read, the default hour: detection must
+        // start regardless.
+        let longest = kura_store::detection::longest_window_minutes(db)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "detector: rule windows unreadable; replaying the last hour");
+                0
+            });
         let span = WARM_UP_MICROS.max(i64::from(longest) * 60 * 1_000_000);
         let Some(first) = kura_store::audit::first_id_since(db, now - span).await? else {
             return Ok(true);

@@ -56,6 +56,9 @@ pub struct CountRule {
     pub contain: Containment,
 }
 
+/// The longest window a rule may look back over: a day.
+pub const MAX_WINDOW_MINUTES: u32 = 1440;
+
 /// Most days off an organization may list (about three years of public
 /// holidays and closures, with room to spare).
 const MAX_HOLIDAYS: usize = 1000;
@@ -181,7 +184,7 @@ impl DetectionConfig {
             ("bulk_download", &self.bulk_download),
             ("new_project_bulk", &self.new_project_bulk),
         ] {
-            if r.files == 0 || r.bytes == 0 || !(1..=1440).contains(&r.minutes) {
+            if r.files == 0 || r.bytes == 0 || !(1..=MAX_WINDOW_MINUTES).contains(&r.minutes) {
                 return bad(&format!(
                     "{name}: files and bytes must be at least 1, minutes 1-1440"
                 ));
@@ -191,7 +194,7 @@ impl DetectionConfig {
             ("enumeration", &self.enumeration),
             ("failed_signins", &self.failed_signins),
         ] {
-            if r.count == 0 || !(1..=1440).contains(&r.minutes) {
+            if r.count == 0 || !(1..=MAX_WINDOW_MINUTES).contains(&r.minutes) {
                 return bad(&format!("{name}: count must be at least 1, minutes 1-1440"));
             }
         }
@@ -260,10 +263,13 @@ pub async fn longest_window_minutes(db: &Db) -> Result<u32> {
         .fetch_all(&db.read)
         .await?
     {
-        let stored = DetectionConfig::from_stored(r.opt_str("config")?.as_deref());
+        // A row that cannot be read counts with the defaults, as it does
+        // when its organization's rules are evaluated.
+        let stored = DetectionConfig::from_stored(r.opt_str("config").ok().flatten().as_deref());
         longest = longest.max(stored.longest_window_minutes());
     }
-    Ok(longest)
+    // Rules allow at most a day (`validate`); stored ones are not trusted.
+    Ok(longest.min(MAX_WINDOW_MINUTES))
 }
 
 /// The webhook's signing secret (created with the first webhook URL).

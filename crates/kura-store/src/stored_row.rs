@@ -131,6 +131,28 @@ pub(crate) fn foreign(id: Option<i64>, seq: Option<i64>, raw: &[u8], what: &str)
     }
 }
 
+/// Whether an event without a chain position is history from before
+/// chaining (ids from 1 up to the setting `audit_chain_from_id`, which
+/// migration 3 recorded); any other such event was inserted.
+pub(crate) fn is_history(id: i64, history_until: i64) -> bool {
+    (1..=history_until).contains(&id)
+}
+
+/// A chained event whose id is within the history from before chaining:
+/// honest ids only grow, so the setting that bounds the history was raised
+/// (which would let inserted events pass as history).
+pub(crate) fn raised_history(chain: &str, seq: i64, id: i64, history_until: i64) -> Problem {
+    Problem {
+        chain: chain.to_string(),
+        seq: Some(seq),
+        event_id: Some(id),
+        kind: "modified",
+        message: format!(
+            "event id {id} at position {seq} has a chain position, but the setting audit_chain_from_id ({history_until}) counts it as history from before chaining: the setting was raised (modified)"
+        ),
+    }
+}
+
 /// A row of `SELECT chain, seq, hash FROM audit_chain_heads`, read so that
 /// an edited head is compared (and reported) rather than failing the read:
 /// a position that is not a number reads as -1, which no chain ends at.

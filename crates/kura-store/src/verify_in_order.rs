@@ -51,11 +51,11 @@ pub fn walk(
     let mut conn = open_reader(file)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
     // Two statements rather than `org_id IS ?1`, so that the index on
-    // (org_id, chain_seq) serves the trail's part. Kura never writes the
-    // text "platform" as an organization id; a row that says so is read
-    // with the platform's chain, where its hash cannot match.
+    // (org_id, chain_seq) serves the trail's part. A row whose organization
+    // id is the text "platform" is not the platform's: it is reported on
+    // its own as foreign (by the scan, or by `chains`).
     let (filter, params): (&str, Vec<&str>) = if chain == PLATFORM_CHAIN {
-        ("(org_id IS NULL OR org_id = ?1)", vec![chain])
+        ("org_id IS NULL", vec![])
     } else {
         ("org_id = ?1", vec![chain])
     };
@@ -78,7 +78,7 @@ pub fn walk(
         let mut rows = stmt.query(params.clone())?;
         while let Some(r) = rows.next()? {
             match row_id(r)? {
-                Some(id) if id <= history_until => out.unchained_history += 1,
+                Some(id) if stored_row::is_history(id, history_until) => out.unchained_history += 1,
                 Some(id) => out.problems.extend(check(&mut v, id, r)?),
                 None => out.problems.extend(odd_id(&mut v, r)?),
             }
@@ -87,10 +87,26 @@ pub fn walk(
     {
         let mut stmt = tx.prepare(&rows_of("IS NOT NULL", "chain_seq, id"))?;
         let mut rows = stmt.query(params.clone())?;
+        let mut raised = false;
         while let Some(r) = rows.next()? {
             out.events += 1;
             match row_id(r)? {
-                Some(id) => out.problems.extend(check(&mut v, id, r)?),
+                Some(id) => {
+                    if id <= history_until && !raised {
+                        raised = true;
+                        let seq = stored_row::int(r.get_ref(stored_row::CHAIN_SEQ)?, 0)
+                            .ok()
+                            .flatten()
+                            .unwrap_or(0);
+                        out.problems.push(stored_row::raised_history(
+                            chain,
+                            seq,
+                            id,
+                            history_until,
+                        ));
+                    }
+                    out.problems.extend(check(&mut v, id, r)?)
+                }
                 None => out.problems.extend(odd_id(&mut v, r)?),
             }
         }
@@ -541,6 +557,74 @@ mod tests {
             (got[0].0.as_str(), got[0].1, got[0].2),
             (a.as_str(), Some(3), "checkpoint")
         );
+        let _ =
+            std::fs::remove_dir_all(db.sqlite_file.clone().expect("file").parent().expect("dir"));
+    }
+
+    /// A chain deleted whole (events and head) is still checked against
+    /// its signed checkpoints; a raised history bound and an inserted row
+    /// with an id no counter gives are reported; both ways of verifying agree.
+    #[tokio::test]
+    async fn a_deleted_chain_a_raised_history_and_odd_ids_are_reported() {
+        use crate::verify_scan::tests::in_order;
+        let (db, orgs) = trail("gone").await;
+        crate::audit::settle(&db).await.expect("settle");
+        let [a, b] = [0, 1].map(|i| orgs[i].to_string());
+        // A checkpoint of A at position 3 (signatures are not checked here).
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (chain, seq, hash, ts, public_key, signature) \
+             SELECT org_id, chain_seq, chain_hash, 0, 'k', 's' FROM audit_events \
+             WHERE org_id = $1 AND chain_seq = 3",
+        )
+        .bind(&a)
+        .execute(&db.write)
+        .await
+        .expect("checkpoint");
+        run(&db, "DROP TRIGGER audit_events_no_delete").await;
+        for sql in [
+            "DELETE FROM audit_events WHERE org_id = $1",
+            "DELETE FROM audit_chain_heads WHERE chain = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(&a)
+                .execute(&db.write)
+                .await
+                .expect(sql);
+        }
+        // An event of B without a position, with an id no counter gives.
+        sqlx::query(
+            "INSERT INTO audit_events (id, ts, org_id, action, outcome) VALUES (-5, 0, $1, 'file.download', 'success')",
+        )
+        .bind(&b)
+        .execute(&db.write)
+        .await
+        .expect("insert");
+        for check in [db.clone(), in_order(&db)] {
+            let report = verify_db(&check, None, None).await.expect("verify");
+            let got = found(&report);
+            let kinds: Vec<(&str, Option<i64>, &str)> =
+                got.iter().map(|p| (p.0.as_str(), p.1, p.2)).collect();
+            assert!(kinds.contains(&(a.as_str(), Some(3), "deleted")), "{got:?}");
+            assert!(kinds.contains(&(b.as_str(), None, "inserted")), "{got:?}");
+            assert_eq!(got.len(), 2, "{got:?}");
+        }
+        // Every event below the history bound: the bound was raised.
+        run(
+            &db,
+            "UPDATE settings SET value = '1000000' WHERE key = 'audit_chain_from_id'",
+        )
+        .await;
+        for check in [db.clone(), in_order(&db)] {
+            let report = verify_db(&check, None, None).await.expect("verify");
+            assert!(
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.kind == "modified" && p.message.contains("audit_chain_from_id")),
+                "{:?}",
+                report.problems
+            );
+        }
         let _ =
             std::fs::remove_dir_all(db.sqlite_file.clone().expect("file").parent().expect("dir"));
     }

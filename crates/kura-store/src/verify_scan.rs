@@ -83,6 +83,8 @@ struct Pass {
     tallies: hashbrown::HashMap<Box<[u8]>, (ChainVerifier, u64)>,
     suspect: HashSet<String>,
     problems: Vec<Problem>,
+    /// Whether a chained event within the history was reported.
+    raised_history: bool,
     /// Organization ids Kura never writes, already reported (by hash).
     foreign: HashSet<u64>,
     foreign_keys: std::collections::hash_map::RandomState,
@@ -148,15 +150,24 @@ impl Pass {
                 return Ok(());
             }
         };
-        if chain_seq.is_none() {
-            if id <= self.history_until {
+        let Some(seq) = chain_seq else {
+            if stored_row::is_history(id, self.history_until) {
                 *self.unchained_history.entry(name()).or_default() += 1;
             } else {
                 self.suspect.insert(name());
             }
             return Ok(());
-        }
+        };
         *events += 1;
+        if id <= self.history_until && !self.raised_history {
+            self.raised_history = true;
+            self.problems.push(stored_row::raised_history(
+                &name(),
+                seq,
+                id,
+                self.history_until,
+            ));
+        }
         if v.is_broken() {
             return Ok(());
         }
@@ -272,8 +283,9 @@ pub fn scan(
         problems: Vec::new(),
         foreign: HashSet::new(),
         foreign_keys: Default::default(),
+        raised_history: false,
         unchained_history: HashMap::new(),
-        last_id: 0,
+        last_id: i64::MIN,
         unusable: None,
     };
     let mut heads = HashMap::new();
@@ -364,7 +376,7 @@ pub(crate) mod tests {
     }
 
     /// The same database verified chain by chain, without the one-pass scan.
-    fn in_order(db: &Db) -> Db {
+    pub(crate) fn in_order(db: &Db) -> Db {
         let mut slow = db.clone();
         slow.sqlite_file = None;
         slow
