@@ -82,7 +82,14 @@ pub async fn verify_db(db: &Db, only: Option<&str>, public_key: Option<&str>) ->
             report.problems.extend(odd);
             (signed, details)
         }
-        None => (checkpoints(db, only).await?, checkpoint_details(db).await?),
+        None => {
+            // The records first: a checkpoint is stored before the event
+            // that records it, so every checkpoint recorded by then is in
+            // the table when it is read next (the other order could report
+            // one signed in between as deleted).
+            let details = checkpoint_details(db).await?;
+            (checkpoints(db, only).await?, details)
+        }
     };
     // A checkpoint the trail recorded but the table lost was deleted (one
     // whose row is there but unreadable was reported as such just above).
