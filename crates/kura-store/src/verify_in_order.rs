@@ -13,8 +13,8 @@
 //! the trail and from the tail that has not been moved into it yet.
 
 use crate::audit::EVENT_COLUMNS;
-use crate::chain::{ChainVerifier, Checkpoint, Problem, RecordView, PLATFORM_CHAIN};
-use crate::stored_row::{self, WrongValue};
+use crate::chain::{ChainVerifier, Checkpoint, Problem, PLATFORM_CHAIN};
+use crate::stored_row;
 use crate::verify_scan::{open_reader, Unusable};
 use rusqlite::types::ValueRef;
 use std::path::Path;
@@ -206,10 +206,9 @@ pub fn chains(file: &Path) -> Result<(Vec<String>, Vec<Problem>), Unusable> {
     Ok((names.into_iter().collect(), problems))
 }
 
-/// Check one row with `v`. A row holding a value Kura never writes is
-/// checked as an event whose hash cannot match, so that its position is
-/// still checked first (a gap before it is reported as the gap), and the
-/// problem at the event itself names the column.
+/// Check one row with `v`. A row holding a value Kura never writes has no
+/// hash to check: its position still is, and the problem at the event
+/// names the column.
 fn check(
     v: &mut ChainVerifier,
     id: i64,
@@ -219,50 +218,18 @@ fn check(
     for (i, value) in values.iter_mut().enumerate() {
         *value = r.get_ref(i)?;
     }
-    let wrong: WrongValue = match stored_row::view(id, |i| values[i]) {
+    let wrong = match stored_row::view(id, |i| values[i]) {
         Ok(view) => return Ok(v.push_view(&view)),
-        Err(w) => w,
+        Err(w) => w.describe(id),
     };
-    // None for a loose row (no position) and for a position that is not a
-    // number; only the second is itself the modification.
-    let stored_seq = stored_row::int(values[stored_row::CHAIN_SEQ], 0);
-    let odd_seq = stored_seq.is_err();
-    let seq = stored_seq.ok().flatten();
-    let unmatchable = RecordView {
-        id,
-        ts: 0,
-        org_id: None,
-        actor_user_id: None,
-        actor_org_id: None,
-        credential: None,
-        ip: None,
-        user_agent: None,
-        request_id: None,
-        action: b"",
-        outcome: b"",
-        project_id: None,
-        node_id: None,
-        version_id: None,
-        object_name: None,
-        bytes: None,
-        detail: None,
-        // A position that is not a number reads as none: "no position".
-        chain_seq: seq,
-        chain_hash: None,
-    };
-    // What the position checks say stands (a gap, a repeat, an order);
-    // where they say only that the hash does not match, say why.
-    Ok(v.push_view(&unmatchable).map(|mut p| {
-        if p.event_id == Some(id) {
-            if odd_seq || p.kind == "modified" {
-                p.kind = "modified";
-                p.message = wrong.describe(id);
-            } else {
-                p.message = format!("{}; {}", p.message, wrong.describe(id));
-            }
-        }
-        p
-    }))
+    Ok(
+        match stored_row::int(values[stored_row::CHAIN_SEQ], stored_row::CHAIN_SEQ) {
+            // None: a loose row, whose position checks report it.
+            Ok(seq) => v.push_unreadable(id, seq, wrong),
+            // The position itself is the odd value.
+            Err(_) => v.unreadable(None, Some(id), wrong),
+        },
+    )
 }
 
 /// Signed checkpoints as stored, the recorded checkpoint details, and a
